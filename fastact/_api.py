@@ -1,0 +1,194 @@
+"""The four public functions of an elementwise activation, generated from its registry record.
+
+``NAME(x)``, ``NAME_(x)``, ``NAME_grad(x)``, ``NAME_backward(grad, x=None, *, y=None)``:
+closures with a real ``__signature__`` and a docstring from one template.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+
+from . import _dispatch as D
+from ._registry import Activation
+
+_DOC = """{title}
+
+    f(x) = {formula}
+{params}
+    {kinks}
+
+    Parameters
+    ----------
+    {args}
+    target : {{"auto", "cpu", "parallel", "cuda"}}
+        "auto" runs CUDA arrays on the GPU, large host arrays on all cores and small ones
+        on one thread. "cpu" and "parallel" give bitwise identical results.
+
+    Returns
+    -------
+    {returns}
+
+    See Also
+    --------
+    {see_also}
+"""
+
+_ARGS = {
+    "forward": "x : array_like\n        Input; integers, bools and lists are computed in float64.\n"
+    "    out : ndarray, optional\n        Where to write the result (NumPy's ufunc rules; "
+    "``out=x`` works in place).",
+    "forward_": "x : ndarray of float32 or float64\n        Overwritten with f(x) "
+    "(views and strided arrays are written through).",
+    "grad": "x : array_like\n        Input.\n    out : ndarray, optional\n        Where to "
+    "write f'(x).",
+    "backward": "grad : array_like\n        Gradient of the loss with respect to f(x).\n"
+    "    x : array_like, optional\n        The input of the forward pass.\n"
+    "    y : array_like, optional\n        Its output, instead of x (where f' is a "
+    "function of f).\n    out : ndarray, optional\n        Where to write grad * f'(x); "
+    "``out=grad`` works in place.",
+}
+_RETURNS = {
+    "forward": "ndarray (or a NumPy scalar for a 0-d input without out)",
+    "forward_": "ndarray: x itself",
+    "grad": "ndarray: f'(x)",
+    "backward": "ndarray: grad * f'(x), in one pass",
+}
+_TITLES = {
+    "forward": "{name}(x): apply the activation.",
+    "forward_": "{name}_(x): apply the activation in place.",
+    "grad": "{name}_grad(x): its derivative f'(x).",
+    "backward": "{name}_backward(grad, x | y=): grad * f'(x), the backward pass.",
+}
+
+
+def _doc(act: Activation, kind: str) -> str:
+    params = ""
+    if act.params:
+        params = "\n    Keyword parameters (PyTorch's names and defaults): " + ", ".join(
+            f"{k}={v!r}" for k, v in act.params.items()
+        )
+    return _DOC.format(
+        title=_TITLES[kind].format(name=act.name),
+        formula=act.formula,
+        params=params,
+        kinks=act.kinks,
+        args=_ARGS[kind],
+        returns=_RETURNS[kind],
+        see_also=act.see_also or "fastact.ACTIVATIONS",
+    )
+
+
+def _signature(act: Activation, kind: str) -> inspect.Signature:
+    P = inspect.Parameter
+    first = ["grad", "x"] if kind == "backward" else ["x"]
+    ps = [P(first[0], P.POSITIONAL_OR_KEYWORD)]
+    if kind == "backward":
+        ps.append(P("x", P.POSITIONAL_OR_KEYWORD, default=None))
+        ps.append(P("y", P.KEYWORD_ONLY, default=None))
+    ps += [P(k, P.KEYWORD_ONLY, default=v) for k, v in act.params.items()]
+    if kind != "forward_":
+        ps.append(P("out", P.KEYWORD_ONLY, default=None))
+    ps.append(P("target", P.KEYWORD_ONLY, default="auto"))
+    return inspect.Signature(ps)
+
+
+def _merge(act: Activation, fname: str, kw: dict[str, Any]) -> dict[str, Any]:
+    for k in kw:
+        if k not in act.params:
+            raise TypeError(f"{fname}() got an unexpected keyword argument {k!r}")
+    return {**act.params, **kw}
+
+
+def _result(res: np.ndarray, out) -> Any:
+    return res[()] if (out is None and res.ndim == 0) else res
+
+
+def _cuda(fn, inputs, params, out, inplace):
+    from . import _cuda
+
+    return _cuda.run(fn, inputs, params, out=out, inplace=inplace)
+
+
+def _make(act: Activation, kind: str):
+    fname = act.name + {"forward": "", "forward_": "_", "grad": "_grad", "backward": "_backward"}[
+        kind
+    ]
+    pick = "grad" if kind == "grad" else "f"
+
+    def unary(x, *, out=None, target="auto", **kw):
+        D.check_target(target)
+        formulas, p = act.resolve(_merge(act, fname, kw))
+        fn = getattr(formulas, pick)
+        if target == "cuda" or D.is_cuda_array(x):
+            return _cuda(fn, [x], p, out, inplace=False)
+        a = D.as_input(x)
+        if out is None:
+            res = np.empty_like(a)
+        else:
+            res = D.check_out(out, a.shape, a.dtype)
+        D.run_cpu(fn, [a], p, res, D.choose_cpu_target(target, a.size, act.family))
+        return _result(res, out)
+
+    def inplace(x, *, target="auto", **kw):
+        D.check_target(target)
+        formulas, p = act.resolve(_merge(act, fname, kw))
+        if target == "cuda" or D.is_cuda_array(x):
+            return _cuda(formulas.f, [x], p, x, inplace=True)
+        if D.is_dask_array(x):
+            raise TypeError(
+                f"{fname} cannot work in place on a dask array; use {act.name}(x) instead"
+            )
+        a = D.check_inplace(x)
+        D.run_cpu(formulas.f, [a], p, a, D.choose_cpu_target(target, a.size, act.family))
+        return x
+
+    def backward(grad, x=None, *, y=None, out=None, target="auto", **kw):
+        D.check_target(target)
+        if (x is None) == (y is None):
+            raise ValueError(f"{fname}: pass exactly one of x= (the input) and y= (the output)")
+        if y is not None and not act.from_output:
+            raise ValueError(
+                f"{fname}: the derivative of {act.name} is not a function of its output; "
+                "pass the input x= instead of y="
+            )
+        formulas, p = act.resolve(_merge(act, fname, kw), from_y=y is not None)
+        fn = formulas.grad if y is None else formulas.grad_y
+        v = x if y is None else y
+        if target == "cuda" or D.is_cuda_array(grad) or D.is_cuda_array(v):
+            return _cuda(fn, [grad, v], p, out, inplace=False)
+        g, a = D.as_input(grad, "grad"), D.as_input(v, "x" if y is None else "y")
+        dt = np.promote_types(g.dtype, a.dtype)
+        g, a = g.astype(dt, copy=False), a.astype(dt, copy=False)
+        try:
+            shape = np.broadcast_shapes(g.shape, a.shape)
+        except ValueError:
+            raise ValueError(
+                f"{fname}: grad of shape {g.shape} and {'x' if y is None else 'y'} of shape "
+                f"{a.shape} do not broadcast"
+            ) from None
+        res = np.empty(shape, dt) if out is None else D.check_out(out, shape, dt)
+        D.run_cpu(fn, [g, a], p, res, D.choose_cpu_target(target, res.size, act.family))
+        return _result(res, out)
+
+    func = {"forward": unary, "grad": unary, "forward_": inplace, "backward": backward}[kind]
+
+    # A fresh function object per public name (unary serves two), with its own metadata.
+    def public(*args, **kwargs):
+        return func(*args, **kwargs)
+
+    public.__name__ = public.__qualname__ = fname
+    public.__module__ = "fastact"
+    public.__doc__ = _doc(act, kind)
+    public.__signature__ = _signature(act, kind)
+    return public
+
+
+def build(act: Activation) -> None:
+    """Create the four public functions of ``act`` and attach them to the record."""
+    act.forward = _make(act, "forward")
+    act.forward_ = _make(act, "forward_")
+    act.grad = _make(act, "grad")
+    act.backward = _make(act, "backward")

@@ -1,0 +1,105 @@
+"""CPU kernels built from the scalar formulas: flat loops and ufuncs, compiled lazily.
+
+- ``flat_kernel(fn, nin, parallel)``: ``out[i] = fn(x[i], *p)`` (nin=1) or
+  ``out[i] = g[i] * fn(x[i], *p)`` (nin=2) over contiguous 1-D arrays, a SIMD loop; with
+  ``parallel=True`` the loop is a ``prange`` over all threads. Cached on disk.
+- ``ufunc(fn, nin, nparams, dtype)``: the same element function as a NumPy ufunc, for strided
+  and broadcast inputs and NumPy's casting and overlap rules.
+
+Nothing is compiled at import; each factory is memoised per (formula, shape of call, target).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import pathlib
+
+import numba
+import numpy as np
+from numba import njit, prange, vectorize
+from numba.core.caching import FunctionCache
+
+_OPTIONS = {"error_model": "numpy", "fastmath": {"contract"}, "nogil": True}
+
+
+@functools.cache
+def source_stamp() -> str:
+    """Hash of the sources that kernels are compiled from, plus the Numba version.
+
+    Numba's own cache only notices changes in the file of the cached function; formulas and
+    the math layer live in other files, so their text is part of every cache key.
+    """
+    h = hashlib.sha256(numba.__version__.encode())
+    here = pathlib.Path(__file__).parent
+    for name in ("_formulas.py", "_vmath.py", "_cpu.py"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+class _StableCache(FunctionCache):
+    """A disk cache keyed by kernel name and source stamp, not by closure contents.
+
+    (Numba keys closures by pickling their cells, and a pickled dispatcher differs in every
+    process, so the default cache never hits for a generated kernel.)
+    """
+
+    def _index_key(self, sig, codegen):
+        return (sig, codegen.magic_tuple(), source_stamp())
+
+
+def _attach_cache(dispatcher) -> None:
+    """Enable the disk cache if some cache folder is writable; otherwise run uncached."""
+    if os.environ.get("FASTACT_NO_CACHE"):
+        return
+    try:
+        dispatcher._cache = _StableCache(dispatcher.py_func)
+    except RuntimeError:  # no writable cache locator: compile in memory only
+        pass
+
+
+def _jit(pyfunc, name: str, parallel: bool):
+    pyfunc.__qualname__ = pyfunc.__name__ = name
+    disp = njit(parallel=parallel, **_OPTIONS)(pyfunc)
+    _attach_cache(disp)
+    return disp
+
+
+@functools.cache
+def flat_kernel(fn, nin: int, parallel: bool):
+    """Compiled loop applying formula ``fn`` over contiguous 1-D arrays, in place allowed."""
+    if nin == 1:
+
+        def kernel(x, out, *p):
+            for i in prange(x.size):
+                out[i] = fn(x[i], *p)
+
+    else:
+
+        def kernel(g, x, out, *p):
+            for i in prange(x.size):
+                out[i] = g[i] * fn(x[i], *p)
+
+    kind = "par" if parallel else "ser"
+    return _jit(kernel, f"{fn.__name__}_n{nin}_{kind}", parallel)
+
+
+# Element functions of fixed arity for @vectorize (which cannot take *args):
+# (number of array inputs, number of parameters) -> body.
+_ELEMENT = {
+    (1, 0): lambda fn: lambda x: fn(x),
+    (1, 1): lambda fn: lambda x, a: fn(x, a),
+    (1, 2): lambda fn: lambda x, a, b: fn(x, a, b),
+    (2, 0): lambda fn: lambda g, x: g * fn(x),
+    (2, 1): lambda fn: lambda g, x, a: g * fn(x, a),
+    (2, 2): lambda fn: lambda g, x, a, b: g * fn(x, a, b),
+}
+
+
+@functools.cache
+def ufunc(fn, nin: int, nparams: int, dtype: np.dtype):
+    """NumPy ufunc of formula ``fn`` for one dtype: inputs (x | g, x) then the parameters."""
+    t = numba.from_dtype(dtype)
+    sig = t(*([t] * (nin + nparams)))
+    return vectorize([sig])(_ELEMENT[nin, nparams](fn))

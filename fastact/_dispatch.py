@@ -1,0 +1,156 @@
+"""Input checks, dtype/out/shape rules and the choice of target. Knows no mathematics.
+
+Every check runs before anything is written, so an error never leaves ``x``, ``out`` or
+``grad`` half written.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _cpu
+
+TARGETS = ("auto", "cpu", "parallel", "cuda")
+
+# Sizes from which target="auto" runs the parallel loop, by family (measured: the crossover
+# of serial SIMD and prange loops is ~16-32 K elements for exp-class kernels and ~128 K for
+# piecewise-linear ones on 2 cores with the omp/tbb layers).
+PARALLEL_THRESHOLD = {"transcendental": 32_768, "linear": 131_072}
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+_COMPUTE = {"f2": _F32, "f4": _F32, "f8": _F64}
+
+
+def is_cuda_array(a) -> bool:
+    """A CUDA array, recognised without importing numba.cuda."""
+    return hasattr(a, "__cuda_array_interface__") or getattr(a, "__cuda_ndarray__", False) is True
+
+
+def is_dask_array(a) -> bool:
+    return type(a).__module__.startswith("dask.")
+
+
+def check_target(target: str) -> str:
+    if target not in TARGETS:
+        raise ValueError(
+            f"target={target!r} is not one of {', '.join(repr(t) for t in TARGETS)}"
+        )
+    return target
+
+
+def compute_dtype(dtype: np.dtype, what: str) -> np.dtype:
+    """The dtype a computation on ``dtype`` runs in: float32 for float16/32, float64 for
+    float64, integers and bools; anything else is a ``TypeError``."""
+    key = dtype.str[1:]
+    if key in _COMPUTE:
+        return _COMPUTE[key]
+    if dtype.kind in "biu":
+        return _F64
+    raise TypeError(f"{what} has dtype {dtype}; fastact computes on float32 and float64 arrays")
+
+
+def as_input(x, what: str = "x") -> np.ndarray:
+    """An out-of-place input as an array of float32 or float64 (scalars, lists, ints, bools
+    become float64; float16 is computed in float32)."""
+    a = x if isinstance(x, np.ndarray) else np.asarray(x)
+    dt = compute_dtype(a.dtype, what)
+    return a if a.dtype == dt else a.astype(dt)
+
+
+def check_inplace(x, what: str = "x") -> np.ndarray:
+    """An array that may be overwritten: float32/float64, writeable."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(
+            f"in-place operation needs a NumPy array for {what}, got {type(x).__name__}"
+        )
+    if x.dtype not in (_F32, _F64):
+        raise TypeError(
+            f"in-place operation needs a float32 or float64 array for {what}, "
+            f"got dtype {x.dtype}"
+        )
+    check_writeable(x, what)
+    return x
+
+
+def check_writeable(a: np.ndarray, what: str) -> None:
+    if not a.flags.writeable:
+        raise ValueError(f"{what} is read-only")
+
+
+def check_out(out, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """``out`` per NumPy's ufunc rules: an array of exactly ``shape``, writeable, to which
+    ``dtype`` casts under 'same_kind'."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"out has shape {out.shape}, the result has shape {shape}")
+    if not np.can_cast(dtype, out.dtype, casting="same_kind"):
+        raise TypeError(
+            f"cannot write a {dtype} result to out of dtype {out.dtype} (casting='same_kind')"
+        )
+    check_writeable(out, "out")
+    return out
+
+
+def choose_cpu_target(target: str, n: int, family: str) -> bool:
+    """True for the parallel loop."""
+    if target == "parallel":
+        return True
+    if target == "cpu":
+        return False
+    return n >= PARALLEL_THRESHOLD[family] and _num_threads() > 1
+
+
+def _num_threads() -> int:
+    import numba
+
+    return numba.get_num_threads()
+
+
+def _flat(a: np.ndarray, order: str) -> np.ndarray:
+    return a.reshape(-1, order=order)
+
+
+def _common_order(arrays) -> str | None:
+    """'C' or 'F' if every array is contiguous in that order (so flat views line up)."""
+    if all(a.flags.c_contiguous for a in arrays):
+        return "C"
+    if all(a.flags.f_contiguous for a in arrays):
+        return "F"
+    return None
+
+
+def _detach(inputs: list[np.ndarray], out: np.ndarray) -> list[np.ndarray]:
+    """Copies of inputs that overlap ``out`` without being exactly it (NumPy's rule)."""
+    res = []
+    for a in inputs:
+        if a is not out and np.may_share_memory(a, out) and not _same_view(a, out):
+            a = a.copy()
+        res.append(a)
+    return res
+
+
+def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
+    return (
+        a.shape == b.shape
+        and a.strides == b.strides
+        and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+    )
+
+
+def run_cpu(fn, inputs: list[np.ndarray], params: tuple, out: np.ndarray, parallel: bool):
+    """Apply formula ``fn`` elementwise (times the first input when there are two) into
+    ``out``. Inputs are float arrays of the compute dtype ``dt``; ``out`` was checked."""
+    dt = inputs[-1].dtype
+    p = tuple(dt.type(v) for v in params)
+    inputs = _detach(inputs, out)
+    same_shape = all(a.shape == out.shape for a in inputs)
+    order = _common_order(inputs + [out]) if same_shape else None
+    if order is not None and out.dtype == dt:
+        kernel = _cpu.flat_kernel(fn, len(inputs), parallel)
+        kernel(*[_flat(a, order) for a in inputs], _flat(out, order), *p)
+        return out
+    uf = _cpu.ufunc(fn, len(inputs), len(p), dt)
+    uf(*inputs, *p, out=out, casting="same_kind")
+    return out

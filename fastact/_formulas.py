@@ -1,0 +1,505 @@
+"""The scalar mathematics of every activation: f(x), f'(x) and, where it exists, f'(y).
+
+One small function per formula, generic over float32 and float64 through ``T = type(x)``
+(every constant is ``T(...)``, so float32 stays float32). Parameters are trailing scalars of
+the same type. No arrays, no targets, no dispatch: ``_cpu`` and ``_cuda`` build kernels from
+these. Comparisons are written so that NaN falls through to a branch that returns it.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit
+
+from . import _vmath as vm
+
+scalar = njit(error_model="numpy", fastmath={"contract"})
+"""Decorator for a scalar formula: NumPy error model (no division checks, keeps SIMD),
+FMA contraction only (no nnan/ninf/reassoc, which would break NaN and compensated sums)."""
+
+_SELU_SCALE = 1.0507009873554804934193349852946
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE_ALPHA = _SELU_SCALE * _SELU_ALPHA  # 1.7580993408473766...
+_SQRT1_2 = 0.70710678118654752440
+_INV_SQRT2PI = 0.39894228040143267794
+_SQRT_2_OVER_PI = 0.79788456080286535588
+_GELU_TANH_K = 0.044715
+
+
+@scalar
+def _nan_or(x, v):
+    """v, or x itself when x is NaN."""
+    return v if x == x else x
+
+
+@scalar
+def _finite_or_zero(v):
+    """v if finite, else 0 (a rounding correction that is meaningless at ±inf or NaN)."""
+    return v if abs(v) < math.inf else type(v)(0)
+
+
+# ------------------------------------------------------------------ binary step
+@scalar
+def binary_step(x):
+    T = type(x)
+    return T(1) if x >= 0 else _nan_or(x, T(0))
+
+
+@scalar
+def binary_step_grad(x):
+    return _nan_or(x, type(x)(0))
+
+
+# --------------------------------------------------------------------- sigmoid
+@scalar
+def sigmoid(x):
+    """1/(1+e^-x), from t = e^-|x| so that nothing overflows or cancels."""
+    T = type(x)
+    t = vm.exp(-abs(x))
+    r = T(1) / (T(1) + t)
+    return r if x >= 0 else t * r
+
+
+@scalar
+def sigmoid_grad(x):
+    """σ(x)σ(-x) = t/(1+t)², t = e^-|x|."""
+    T = type(x)
+    t = vm.exp(-abs(x))
+    r = T(1) / (T(1) + t)
+    return t * r * r
+
+
+@scalar
+def sigmoid_grad_y(y):
+    return y * (type(y)(1) - y)
+
+
+# ------------------------------------------------------------------------ tanh
+@scalar
+def tanh(x):
+    return vm.tanh(x)
+
+
+@scalar
+def tanh_grad(x):
+    """1 - tanh² = 4t/(1+t)², t = e^-2|x| (no cancellation where tanh rounds to ±1)."""
+    T = type(x)
+    t = vm.exp(T(-2) * abs(x))
+    r = T(1) / (T(1) + t)
+    return T(4) * t * r * r
+
+
+@scalar
+def tanh_grad_y(y):
+    T = type(y)
+    return (T(1) - y) * (T(1) + y)
+
+
+# ------------------------------------------------------------------------ relu
+@scalar
+def relu(x):
+    return type(x)(0) if x <= 0 else x
+
+
+@scalar
+def relu_grad(x):
+    T = type(x)
+    return T(1) if x > 0 else _nan_or(x, T(0))
+
+
+@scalar
+def relu6(x):
+    T = type(x)
+    return T(0) if x <= 0 else (T(6) if x >= 6 else x)
+
+
+@scalar
+def relu6_grad(x):
+    T = type(x)
+    return T(1) if (x > 0 and x < 6) else _nan_or(x, T(0))
+
+
+@scalar
+def leaky_relu(x, negative_slope):
+    T = type(x)
+    if x > 0:
+        return x
+    if negative_slope == 0 and x <= 0:
+        return T(0)
+    return negative_slope * x
+
+
+@scalar
+def leaky_relu_grad(x, negative_slope):
+    T = type(x)
+    return T(1) if x > 0 else _nan_or(x, negative_slope)
+
+
+# ------------------------------------------------------------- elu, selu, celu
+@scalar
+def elu(x, alpha):
+    return x if x > 0 else alpha * vm.expm1(x)
+
+
+@scalar
+def elu_grad(x, alpha):
+    T = type(x)
+    return T(1) if x > 0 else alpha * vm.exp(x)
+
+
+@scalar
+def elu_grad_y(y, alpha):
+    T = type(y)
+    return T(1) if y > 0 else y + alpha
+
+
+@scalar
+def selu(x):
+    T = type(x)
+    return T(_SELU_SCALE) * x if x > 0 else T(_SELU_SCALE_ALPHA) * vm.expm1(x)
+
+
+@scalar
+def selu_grad(x):
+    T = type(x)
+    return T(_SELU_SCALE) if x > 0 else T(_SELU_SCALE_ALPHA) * vm.exp(x)
+
+
+@scalar
+def selu_grad_y(y):
+    T = type(y)
+    return T(_SELU_SCALE) if y > 0 else y + T(_SELU_SCALE_ALPHA)
+
+
+@scalar
+def celu(x, alpha):
+    return x if x > 0 else alpha * vm.expm1(x / alpha)
+
+
+@scalar
+def celu_grad(x, alpha):
+    """e^(x/α) for x <= 0, with the rounding of x/α corrected by one FMA (e^(u+r) ≈ e^u(1+r))."""
+    T = type(x)
+    u = x / alpha
+    r = _finite_or_zero(vm.fma(-u, alpha, x)) / alpha
+    return T(1) if x > 0 else vm.exp(u) * (T(1) + r)
+
+
+@scalar
+def celu_grad_y(y, alpha):
+    T = type(y)
+    return T(1) if y > 0 else y / alpha + T(1)
+
+
+# ------------------------------------------------------------------------ gelu
+@scalar
+def _gauss_tail(x):
+    """(½·erfcx(|x|/√2), e^(-x²/2) as (e, lo-correction factor), -hi/2) for Φ and φ."""
+    T = type(x)
+    z = abs(x) * T(_SQRT1_2)
+    hi, lo = vm.sq_split(x)
+    return T(0.5) * vm.erfcx(z), T(1) - T(0.5) * lo, T(-0.5) * hi
+
+
+@scalar
+def gelu(x):
+    """x·Φ(x); Φ from erfcx and an exact e^(-x²/2), so the x < 0 tail keeps full accuracy."""
+    T = type(x)
+    if abs(x) == math.inf:
+        return T(0) if x < 0 else x
+    h, c, m = _gauss_tail(x)
+    if x < 0:
+        return vm.xexp(x * h * c, m)
+    return x - x * (h * c * vm.exp(m))
+
+
+@scalar
+def gelu_grad(x):
+    """Φ(x) + x·φ(x)."""
+    T = type(x)
+    if abs(x) == math.inf:
+        return T(0) if x < 0 else T(1)
+    h, c, m = _gauss_tail(x)
+    k = x * T(_INV_SQRT2PI)
+    if x < 0:
+        return vm.xexp((h + k) * c, m)
+    return T(1) + (k - h) * c * vm.exp(m)
+
+
+@scalar
+def gelu_tanh(x):
+    """½x(1 + tanh u) = x·σ(2u), u = √(2/π)(x + 0.044715x³)."""
+    T = type(x)
+    u = T(_SQRT_2_OVER_PI) * (x + T(_GELU_TANH_K) * x * x * x)
+    if x == -math.inf:
+        return T(0)
+    return x * sigmoid(T(2) * u)
+
+
+@scalar
+def gelu_tanh_grad(x):
+    """σ(2u) + 2x·σ(2u)σ(-2u)·u'."""
+    T = type(x)
+    x2 = x * x
+    u = T(_SQRT_2_OVER_PI) * (x + T(_GELU_TANH_K) * x2 * x)
+    du = T(_SQRT_2_OVER_PI) * (T(1) + T(3 * _GELU_TANH_K) * x2)
+    if abs(x) > 30:  # σ(2u) is exactly 0 or 1 and the second term 0 in both dtypes
+        return T(0) if x < 0 else T(1)
+    return sigmoid(T(2) * u) + T(2) * x * sigmoid_grad(T(2) * u) * du
+
+
+# ------------------------------------------------------------------------ silu
+@scalar
+def _xexp_neg(x):
+    """x·e^x for x < 0 and e^-x for x >= 0: the one exponential that silu and mish need."""
+    T = type(x)
+    return vm.xexp(x if x < 0 else T(1), -abs(x))
+
+
+@scalar
+def silu(x):
+    """x·σ(x): x/(1+e^-x) for x >= 0; for x < 0, with u = x·e^x, x·u/(x+u)."""
+    T = type(x)
+    if x == -math.inf:
+        return T(0)
+    u = _xexp_neg(x)
+    return x * u / (x + u) if x < 0 else x / (T(1) + u)
+
+
+@scalar
+def silu_grad(x):
+    """σ(x)(1 + x·σ(-x)); for x < 0, e^x·(1+t+x)/(1+t)² with t = e^x, scaled by xexp."""
+    T = type(x)
+    if abs(x) == math.inf:
+        return T(0) if x < 0 else T(1)
+    t = vm.exp(-abs(x))
+    r = T(1) / (T(1) + t)
+    if x < 0:
+        return vm.xexp((T(1) + t + x) * r * r, x)
+    return r * (T(1) + x * t * r)
+
+
+# ------------------------------------------------------------------------ mish
+@scalar
+def mish(x):
+    """x·tanh(softplus x) = x·n/(n+2), n = e^x(e^x+2); for x < 0 from u = x·e^x."""
+    T = type(x)
+    if x == -math.inf:
+        return T(0)
+    if x >= 20:
+        return x
+    u = vm.xexp(x if x < 0 else T(1), x)
+    t = u / x if x < 0 else u
+    n = vm.fma(t, t, T(2) * t)
+    return u * (t + T(2)) / (n + T(2)) if x < 0 else x * n / (n + T(2))
+
+
+@scalar
+def mish_grad(x):
+    """tanh(sp) + x·σ(x)·sech²(sp) = t·[(t+2)/(n+2) + 4x(1+t)/(n+2)²], t = e^x."""
+    T = type(x)
+    if x == -math.inf:
+        return T(0)
+    if x >= 20:
+        return T(1)
+    t = vm.exp(x)
+    n = vm.fma(t, t, T(2) * t)
+    d = T(1) / (n + T(2))
+    w = (t + T(2)) * d + T(4) * x * (T(1) + t) * d * d
+    return vm.xexp(w, x) if x < 0 else t * w
+
+
+# -------------------------------------------------------------------- softplus
+@scalar
+def _exp_neg_abs_scaled(x, beta):
+    """(βx, e^-|βx|) with the rounding of βx corrected by one FMA."""
+    T = type(x)
+    u = beta * x
+    lo = _finite_or_zero(vm.fma(beta, x, -u))
+    t = vm.exp(-abs(u))
+    return u, t * (T(1) - lo if u >= 0 else T(1) + lo)
+
+
+@scalar
+def softplus(x, beta, threshold):
+    """log(1+e^(βx))/β = (max(βx,0) + log1p(e^-|βx|))/β; x where βx > threshold."""
+    T = type(x)
+    u, t = _exp_neg_abs_scaled(x, beta)
+    if u > threshold:
+        return x
+    p = vm.log1p(t)
+    return x + p / beta if u > 0 else (p / beta if u <= 0 else u)
+
+
+@scalar
+def softplus_grad(x, beta, threshold):
+    """σ(βx); 1 where βx > threshold."""
+    T = type(x)
+    u, t = _exp_neg_abs_scaled(x, beta)
+    if u > threshold:
+        return T(1)
+    r = T(1) / (T(1) + t)
+    return r if u >= 0 else (t * r if u < 0 else u)
+
+
+@scalar
+def softplus_grad_y(y, beta, threshold):
+    """1 - e^(-βy)."""
+    T = type(y)
+    v = beta * y
+    return T(1) if v > threshold else -vm.expm1(-v)
+
+
+# -------------------------------------------------------------------- softsign
+@scalar
+def softsign(x):
+    T = type(x)
+    a = abs(x)
+    if a == math.inf:
+        return T(1) if x > 0 else T(-1)
+    return x / (T(1) + a)
+
+
+@scalar
+def softsign_grad(x):
+    T = type(x)
+    d = T(1) + abs(x)
+    return T(1) / (d * d)
+
+
+@scalar
+def softsign_grad_y(y):
+    T = type(y)
+    d = T(1) - abs(y)
+    return d * d
+
+
+# ---------------------------------------------------------- hardtanh and co.
+@scalar
+def hardtanh(x, min_val, max_val):
+    return min_val if x < min_val else (max_val if x > max_val else x)
+
+
+@scalar
+def hardtanh_grad(x, min_val, max_val):
+    T = type(x)
+    return T(1) if (x > min_val and x < max_val) else _nan_or(x, T(0))
+
+
+@scalar
+def hardsigmoid(x):
+    """relu6(x+3)/6."""
+    T = type(x)
+    return T(0) if x <= -3 else (T(1) if x >= 3 else (x + T(3)) / T(6))
+
+
+@scalar
+def hardsigmoid_grad(x):
+    T = type(x)
+    return T(1) / T(6) if (x > -3 and x < 3) else _nan_or(x, T(0))
+
+
+@scalar
+def hardsigmoid_grad_y(y):
+    T = type(y)
+    return T(1) / T(6) if (y > 0 and y < 1) else _nan_or(y, T(0))
+
+
+@scalar
+def hardswish(x):
+    """x·relu6(x+3)/6."""
+    T = type(x)
+    return T(0) if x <= -3 else (x if x >= 3 else x * (x + T(3)) / T(6))
+
+
+@scalar
+def hardswish_grad(x):
+    """(2x+3)/6 inside (-3, 3); 0 at -3 and 1 at 3, as PyTorch."""
+    T = type(x)
+    return T(0) if x <= -3 else (T(1) if x >= 3 else (T(2) * x + T(3)) / T(6))
+
+
+# ----------------------------------------------------------------- log sigmoid
+@scalar
+def log_sigmoid(x):
+    """min(x,0) - log1p(e^-|x|)."""
+    T = type(x)
+    p = vm.log1p(vm.exp(-abs(x)))
+    return x - p if x < 0 else -p if x >= 0 else x + T(0)
+
+
+@scalar
+def log_sigmoid_grad(x):
+    return sigmoid(-x)
+
+
+@scalar
+def log_sigmoid_grad_y(y):
+    return -vm.expm1(y)
+
+
+# ----------------------------------------------------------------- tanhshrink
+@scalar
+def tanhshrink(x):
+    return vm.xmtanh(x)
+
+
+@scalar
+def tanhshrink_grad(x):
+    t = vm.tanh(x)
+    return t * t
+
+
+# -------------------------------------------------------------------- shrinks
+@scalar
+def softshrink(x, lambd):
+    if x > lambd:
+        return x - lambd
+    if x < -lambd:
+        return x + lambd
+    return _nan_or(x, type(x)(0))
+
+
+@scalar
+def hardshrink(x, lambd):
+    return type(x)(0) if (x >= -lambd and x <= lambd) else x
+
+
+@scalar
+def shrink_grad(x, lambd):
+    T = type(x)
+    return T(1) if (x > lambd or x < -lambd) else _nan_or(x, T(0))
+
+
+@scalar
+def nonzero_grad_y(y, lambd):
+    """1 where y != 0 (outside the dead band), 0 inside, NaN for NaN."""
+    T = type(y)
+    return T(1) if (y > 0 or y < 0) else _nan_or(y, T(0))
+
+
+# ------------------------------------------------ derivatives of the output
+@scalar
+def relu_grad_y(y):
+    return relu_grad(y)
+
+
+@scalar
+def relu6_grad_y(y):
+    return relu6_grad(y)
+
+
+@scalar
+def leaky_relu_grad_y(y, negative_slope):
+    return leaky_relu_grad(y, negative_slope)
+
+
+@scalar
+def hardtanh_grad_y(y, min_val, max_val):
+    return hardtanh_grad(y, min_val, max_val)
+
+
+@scalar
+def binary_step_grad_y(y):
+    return binary_step_grad(y)

@@ -1,0 +1,80 @@
+"""``python -m fastact info``: what fastact runs on, and a tiny demonstration."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+
+def _simd_features() -> str:
+    try:
+        from llvmlite import binding as ll
+
+        feats = ll.get_host_cpu_features()
+        wanted = ("sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "neon")
+        have = [f for f in wanted if feats.get(f, False)]
+        return f"{ll.get_host_cpu_name()}: {' '.join(have) or 'none of ' + ' '.join(wanted)}"
+    except Exception as e:  # pragma: no cover - exotic platforms
+        return f"unknown ({e})"
+
+
+def _cache_folder() -> str:
+    from . import _cpu, _formulas
+
+    disp = _cpu.flat_kernel(_formulas.relu, 1, False)
+    cache = getattr(disp, "_cache", None)
+    path = getattr(cache, "_cache_path", None)
+    return path or "none (no writable cache folder; kernels compile in memory)"
+
+
+def info() -> dict[str, str]:
+    import numba
+    import numpy as np
+
+    import fastact
+
+    from . import _cuda
+
+    # the threading layer is known once a parallel kernel has run
+    x = np.zeros(1 << 17, np.float32)
+    fastact.relu_(x, target="parallel")
+    try:
+        layer = numba.threading_layer()
+    except ValueError:
+        layer = "not initialised"
+    return {
+        "fastact": fastact.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "platform": f"{platform.system()} {platform.machine()}",
+        "threading layer": layer,
+        "threads": f"{numba.get_num_threads()} of {os.cpu_count()} CPUs",
+        "CPU SIMD": _simd_features(),
+        "kernel cache": _cache_folder(),
+        "CUDA": "available" if _cuda.available() else "not available",
+        "activations": str(len(fastact.ACTIVATIONS)),
+    }
+
+
+def print_info() -> None:
+    rows = info()
+    width = max(map(len, rows))
+    for k, v in rows.items():
+        print(f"{k:<{width}}  {v}")
+
+
+def demo(n: int = 8) -> None:
+    """Forward in place, then the backward pass from the output alone."""
+    import numpy as np
+
+    import fastact
+
+    x = np.linspace(-3, 3, n, dtype=np.float32)
+    print("x                    ", np.array2string(x, precision=3))
+    y = fastact.sigmoid_(x.copy())
+    print("sigmoid_(x) in place ", np.array2string(y, precision=3))
+    g = np.ones_like(y)
+    fastact.sigmoid_backward(g, y=y, out=g)
+    print("sigmoid_backward(y=) ", np.array2string(g, precision=3))
+    print("gelu(x)              ", np.array2string(fastact.gelu(x), precision=3))
