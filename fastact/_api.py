@@ -26,6 +26,8 @@ _DOC = """{title}
     target : {{"auto", "cpu", "parallel", "cuda"}}
         "auto" runs CUDA arrays on the GPU, large host arrays on all cores and small ones
         on one thread. "cpu" and "parallel" give bitwise identical results.
+    stream : numba CUDA stream, optional
+        The stream for the CUDA target (ignored on the CPU).
 
     Returns
     -------
@@ -92,6 +94,7 @@ def _signature(act: Activation, kind: str) -> inspect.Signature:
     if kind != "forward_":
         ps.append(P("out", P.KEYWORD_ONLY, default=None))
     ps.append(P("target", P.KEYWORD_ONLY, default="auto"))
+    ps.append(P("stream", P.KEYWORD_ONLY, default=None))
     return inspect.Signature(ps)
 
 
@@ -106,10 +109,10 @@ def _result(res: np.ndarray, out) -> Any:
     return res[()] if (out is None and res.ndim == 0) else res
 
 
-def _cuda(fn, inputs, params, out, inplace):
+def _cuda(fn, inputs, params, out, inplace, stream):
     from . import _cuda
 
-    return _cuda.run(fn, inputs, params, out=out, inplace=inplace)
+    return _cuda.run(fn, inputs, params, out=out, inplace=inplace, stream=stream)
 
 
 def _make(act: Activation, kind: str):
@@ -118,12 +121,12 @@ def _make(act: Activation, kind: str):
     ]
     pick = "grad" if kind == "grad" else "f"
 
-    def unary(x, *, out=None, target="auto", **kw):
+    def unary(x, *, out=None, target="auto", stream=None, **kw):
         D.check_target(target)
         formulas, p = act.resolve(_merge(act, fname, kw))
         fn = getattr(formulas, pick)
         if target == "cuda" or D.is_cuda_array(x):
-            return _cuda(fn, [x], p, out, inplace=False)
+            return _cuda(fn, [x], p, out, False, stream)
         a = D.as_input(x)
         if out is None:
             res = np.empty_like(a)
@@ -132,11 +135,11 @@ def _make(act: Activation, kind: str):
         D.run_cpu(fn, [a], p, res, D.choose_cpu_target(target, a.size, act.family))
         return _result(res, out)
 
-    def inplace(x, *, target="auto", **kw):
+    def inplace(x, *, target="auto", stream=None, **kw):
         D.check_target(target)
         formulas, p = act.resolve(_merge(act, fname, kw))
         if target == "cuda" or D.is_cuda_array(x):
-            return _cuda(formulas.f, [x], p, x, inplace=True)
+            return _cuda(formulas.f, [x], p, x, True, stream)
         if D.is_dask_array(x):
             raise TypeError(
                 f"{fname} cannot work in place on a dask array; use {act.name}(x) instead"
@@ -145,7 +148,7 @@ def _make(act: Activation, kind: str):
         D.run_cpu(formulas.f, [a], p, a, D.choose_cpu_target(target, a.size, act.family))
         return x
 
-    def backward(grad, x=None, *, y=None, out=None, target="auto", **kw):
+    def backward(grad, x=None, *, y=None, out=None, target="auto", stream=None, **kw):
         D.check_target(target)
         if (x is None) == (y is None):
             raise ValueError(f"{fname}: pass exactly one of x= (the input) and y= (the output)")
@@ -158,7 +161,7 @@ def _make(act: Activation, kind: str):
         fn = formulas.grad if y is None else formulas.grad_y
         v = x if y is None else y
         if target == "cuda" or D.is_cuda_array(grad) or D.is_cuda_array(v):
-            return _cuda(fn, [grad, v], p, out, inplace=False)
+            return _cuda(fn, [grad, v], p, out, False, stream)
         g, a = D.as_input(grad, "grad"), D.as_input(v, "x" if y is None else "y")
         dt = np.promote_types(g.dtype, a.dtype)
         g, a = g.astype(dt, copy=False), a.astype(dt, copy=False)

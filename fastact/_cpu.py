@@ -59,7 +59,9 @@ def _attach_cache(dispatcher) -> None:
         pass
 
 
-def _jit(pyfunc, name: str, parallel: bool):
+def jit_kernel(pyfunc, name: str, parallel: bool):
+    """``njit`` a kernel with fastact's options and a disk cache keyed by ``name`` and the
+    source stamp (so edits to formulas or the math layer recompile). Names must be unique."""
     pyfunc.__qualname__ = pyfunc.__name__ = name
     disp = njit(parallel=parallel, **_OPTIONS)(pyfunc)
     _attach_cache(disp)
@@ -82,7 +84,7 @@ def flat_kernel(fn, nin: int, parallel: bool):
                 out[i] = g[i] * fn(x[i], *p)
 
     kind = "par" if parallel else "ser"
-    return _jit(kernel, f"{fn.__name__}_n{nin}_{kind}", parallel)
+    return jit_kernel(kernel, f"{fn.__name__}_n{nin}_{kind}", parallel)
 
 
 # Element functions of fixed arity for @vectorize (which cannot take *args):

@@ -19,7 +19,7 @@ def available() -> bool:
         return False
 
 
-def run(fn, inputs, params, out=None, inplace=False):
+def run(fn, inputs, params, out=None, inplace=False, stream=None):
     """Apply formula ``fn`` on the GPU (not yet implemented beyond the availability check)."""
     if not available():
         raise RuntimeError(
