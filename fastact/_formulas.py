@@ -51,23 +51,34 @@ def binary_step_grad(x):
     return _nan_or(x, type(x)(0))
 
 
+@scalar
+def _one_plus(t):
+    """(hi, lo) with hi + lo = 1 + t exactly, for 0 <= t <= 1 (Fast2Sum)."""
+    T = type(t)
+    hi = T(1) + t
+    return hi, t - (hi - T(1))
+
+
+@scalar
+def _sq2(hi, lo):
+    """(hi + lo)² rounded once (lo² is below the last place)."""
+    return vm.fma(hi, hi, type(hi)(2) * hi * lo)
+
+
 # --------------------------------------------------------------------- sigmoid
 @scalar
 def sigmoid(x):
     """1/(1+e^-x), from t = e^-|x| so that nothing overflows or cancels."""
     T = type(x)
     t = vm.exp(-abs(x))
-    r = T(1) / (T(1) + t)
-    return r if x >= 0 else t * r
+    return (T(1) if x >= 0 else t) / (T(1) + t)
 
 
 @scalar
 def sigmoid_grad(x):
-    """σ(x)σ(-x) = t/(1+t)², t = e^-|x|."""
-    T = type(x)
+    """σ(x)σ(-x) = t/(1+t)², t = e^-|x|, with 1 + t kept exact."""
     t = vm.exp(-abs(x))
-    r = T(1) / (T(1) + t)
-    return t * r * r
+    return t / _sq2(*_one_plus(t))
 
 
 @scalar
@@ -86,8 +97,7 @@ def tanh_grad(x):
     """1 - tanh² = 4t/(1+t)², t = e^-2|x| (no cancellation where tanh rounds to ±1)."""
     T = type(x)
     t = vm.exp(T(-2) * abs(x))
-    r = T(1) / (T(1) + t)
-    return T(4) * t * r * r
+    return T(4) * t / _sq2(*_one_plus(t))
 
 
 @scalar
@@ -199,7 +209,7 @@ def _gauss_tail(x):
     T = type(x)
     z = abs(x) * T(_SQRT1_2)
     hi, lo = vm.sq_split(x)
-    return T(0.5) * vm.erfcx(z), T(1) - T(0.5) * lo, T(-0.5) * hi
+    return T(0.5) * vm.erfcx(z), T(1) - T(0.5) * _finite_or_zero(lo), T(-0.5) * hi
 
 
 @scalar
@@ -218,7 +228,7 @@ def gelu(x):
 def gelu_grad(x):
     """Φ(x) + x·φ(x)."""
     T = type(x)
-    if abs(x) == math.inf:
+    if abs(x) > 40:  # Φ is 0 or 1 and x·φ(x) underflows, in both dtypes
         return T(0) if x < 0 else T(1)
     h, c, m = _gauss_tail(x)
     k = x * T(_INV_SQRT2PI)
@@ -228,25 +238,52 @@ def gelu_grad(x):
 
 
 @scalar
+def _gelu_tanh_2u(x):
+    """2u = 2√(2/π)·x·(1 + 0.044715x²) as hi + lo (error-free products and sums), since
+    σ(2u) amplifies the rounding of u by up to |2u|."""
+    T = type(x)
+    p = T(_GELU_TANH_K) * x * x
+    s = T(1) + p
+    es = (T(1) - s) + p  # exact: |p| <= 1 where it matters
+    v = x * s
+    ev = vm.fma(x, s, -v) + x * es
+    c = T(2 * _SQRT_2_OVER_PI)
+    h = c * v
+    return h, vm.fma(c, v, -h) + c * ev
+
+
+@scalar
+def _exp_neg_abs2(h, l):
+    """e^-|h+l| for a two-part argument (l tiny)."""
+    T = type(h)
+    t = vm.exp(-abs(h))
+    return t * (T(1) - l if h >= 0 else T(1) + l)
+
+
+@scalar
 def gelu_tanh(x):
     """½x(1 + tanh u) = x·σ(2u), u = √(2/π)(x + 0.044715x³)."""
     T = type(x)
-    u = T(_SQRT_2_OVER_PI) * (x + T(_GELU_TANH_K) * x * x * x)
-    if x == -math.inf:
-        return T(0)
-    return x * sigmoid(T(2) * u)
+    if abs(x) > 30:  # σ(2u) is exactly 0 or 1 in both dtypes
+        return T(0) if x < 0 else x
+    h, l = _gelu_tanh_2u(x)
+    t = _finite_or_zero(_exp_neg_abs2(h, l))
+    return x * (T(1) if h >= 0 else t) / (T(1) + t)
 
 
 @scalar
 def gelu_tanh_grad(x):
     """σ(2u) + 2x·σ(2u)σ(-2u)·u'."""
     T = type(x)
-    x2 = x * x
-    u = T(_SQRT_2_OVER_PI) * (x + T(_GELU_TANH_K) * x2 * x)
-    du = T(_SQRT_2_OVER_PI) * (T(1) + T(3 * _GELU_TANH_K) * x2)
-    if abs(x) > 30:  # σ(2u) is exactly 0 or 1 and the second term 0 in both dtypes
+    if abs(x) > 30:
         return T(0) if x < 0 else T(1)
-    return sigmoid(T(2) * u) + T(2) * x * sigmoid_grad(T(2) * u) * du
+    h, l = _gelu_tanh_2u(x)
+    t = _exp_neg_abs2(h, l)
+    dh, dl = _one_plus(t)
+    s = (T(1) if h >= 0 else t) / (dh + dl)
+    ds = t / _sq2(dh, dl)
+    du = T(_SQRT_2_OVER_PI) * (T(1) + T(3 * _GELU_TANH_K) * x * x)
+    return s + T(2) * x * ds * du
 
 
 # ------------------------------------------------------------------------ silu
@@ -259,25 +296,27 @@ def _xexp_neg(x):
 
 @scalar
 def silu(x):
-    """x·σ(x): x/(1+e^-x) for x >= 0; for x < 0, with u = x·e^x, x·u/(x+u)."""
+    """x·σ(x): x/(1+e^-x) for x >= 0; for x < 0, with u = x·e^x, u/(1 + u/x)."""
     T = type(x)
     if x == -math.inf:
         return T(0)
     u = _xexp_neg(x)
-    return x * u / (x + u) if x < 0 else x / (T(1) + u)
+    return u / (T(1) + u / x) if x < 0 else x / (T(1) + u)
 
 
 @scalar
 def silu_grad(x):
-    """σ(x)(1 + x·σ(-x)); for x < 0, e^x·(1+t+x)/(1+t)² with t = e^x, scaled by xexp."""
+    """σ(x)(1 + x·σ(-x)) = e^x(1 + t + x)/(1+t)² for x < 0 (t = e^x, 1 + t exact, and
+    1 + x exact near the zero at -1.28), x >= 0: (1 + t + x·t)/(1+t)² with t = e^-x."""
     T = type(x)
     if abs(x) == math.inf:
         return T(0) if x < 0 else T(1)
     t = vm.exp(-abs(x))
-    r = T(1) / (T(1) + t)
+    dh, dl = _one_plus(t)
+    d2 = _sq2(dh, dl)
     if x < 0:
-        return vm.xexp((T(1) + t + x) * r * r, x)
-    return r * (T(1) + x * t * r)
+        return vm.xexp(((dh + x) + dl) / d2, x)
+    return (dh + vm.fma(x, t, dl)) / d2
 
 
 # ------------------------------------------------------------------------ mish
@@ -297,17 +336,20 @@ def mish(x):
 
 @scalar
 def mish_grad(x):
-    """tanh(sp) + x·σ(x)·sech²(sp) = t·[(t+2)/(n+2) + 4x(1+t)/(n+2)²], t = e^x."""
+    """tanh(sp) + x·σ(x)·sech²(sp) = t·N/D², t = e^x, D = t²+2t+2,
+    N = (t+2)D + 4x(1+t) = 4(1+x) + t(6 + 4x + t(4 + t)): the form for x < 0 combines the
+    cancelling terms 4 and 4x first (the zero of mish' is at -1.19)."""
     T = type(x)
-    if x == -math.inf:
+    if x < -800:  # e^x·x underflows in both dtypes (and 4(1+x) could overflow)
         return T(0)
     if x >= 20:
         return T(1)
     t = vm.exp(x)
-    n = vm.fma(t, t, T(2) * t)
-    d = T(1) / (n + T(2))
-    w = (t + T(2)) * d + T(4) * x * (T(1) + t) * d * d
-    return vm.xexp(w, x) if x < 0 else t * w
+    D = vm.fma(t, t + T(2), T(2))
+    if x < 0:
+        N = T(4) * (T(1) + x) + t * (T(6) + T(4) * x + t * (T(4) + t))
+        return vm.xexp(N / (D * D), x)
+    return t * ((t + T(2)) / D + T(4) * x * (T(1) + t) / (D * D))
 
 
 # -------------------------------------------------------------------- softplus
@@ -364,8 +406,8 @@ def softsign(x):
 @scalar
 def softsign_grad(x):
     T = type(x)
-    d = T(1) + abs(x)
-    return T(1) / (d * d)
+    r = T(1) / (T(1) + abs(x))
+    return r * r
 
 
 @scalar
@@ -447,8 +489,11 @@ def tanhshrink(x):
 
 @scalar
 def tanhshrink_grad(x):
-    t = vm.tanh(x)
-    return t * t
+    """tanh²x = (m/(m+2))², m = e^(2|x|) - 1 (every step well conditioned)."""
+    T = type(x)
+    m = vm.expm1(T(2) * abs(x))
+    q = m / (m + T(2)) if m < math.inf else T(1)
+    return q * q
 
 
 # -------------------------------------------------------------------- shrinks
