@@ -152,5 +152,6 @@ def run_cpu(fn, inputs: list[np.ndarray], params: tuple, out: np.ndarray, parall
         kernel(*[_flat(a, order) for a in inputs], _flat(out, order), *p)
         return out
     uf = _cpu.ufunc(fn, len(inputs), len(p), dt)
-    uf(*inputs, *p, out=out, casting="same_kind")
+    with np.errstate(all="ignore"):  # special values are handled by the formulas on purpose
+        uf(*inputs, *p, out=out, casting="same_kind")
     return out

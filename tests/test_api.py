@@ -1,0 +1,247 @@
+"""The public API of the elementwise activations (SPEC §1-§3), parametrised over the registry:
+names and signatures, shapes and dtypes, out=, in place through views, errors that leave
+every buffer untouched, cpu == parallel bitwise."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+from _reference import REF, variants
+
+import fastact
+
+ACTS = list(fastact.ACTIVATIONS.values())
+IDS = [a.name for a in ACTS]
+SPEC_NAMES = {
+    "binary_step", "sigmoid", "tanh", "relu", "relu6", "leaky_relu", "elu", "selu", "celu",
+    "gelu", "silu", "mish", "softplus", "softsign", "hardtanh", "hardsigmoid", "hardswish",
+    "log_sigmoid", "tanhshrink", "softshrink", "hardshrink",
+}  # fmt: skip
+SPEC_FROM_OUTPUT = {
+    "sigmoid", "tanh", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "softplus",
+    "softsign", "hardtanh", "hardsigmoid", "binary_step", "log_sigmoid", "softshrink",
+    "hardshrink",
+}  # fmt: skip
+SPECIAL = np.array([0.0, -0.0, 1.0, -1.0, 3.0, -3.0, 6.0, 0.5, -0.5, 20.0, -20.0, 1e-30, -1e-30,
+                    1e30, -1e30, 88.5, -88.5, 710.0, -710.0, np.inf, -np.inf, np.nan])  # fmt: skip
+
+
+def data(dtype=np.float64, n=64, seed=0):
+    x = np.random.default_rng(seed).uniform(-6, 6, n)
+    return np.concatenate([x, SPECIAL]).astype(dtype)
+
+
+# ------------------------------------------------------------------ registry
+def test_registry_has_every_spec_activation_with_a_reference():
+    assert set(fastact.ACTIVATIONS) == SPEC_NAMES
+    assert set(REF) == SPEC_NAMES, "every activation needs an mpmath reference in tests/"
+    assert {a.name for a in ACTS if a.from_output} == SPEC_FROM_OUTPUT
+
+
+@pytest.mark.parametrize("act", ACTS, ids=IDS)
+def test_public_functions_are_the_registry_objects(act):
+    for attr, suffix in (("forward", ""), ("forward_", "_"), ("grad", "_grad"),
+                         ("backward", "_backward")):  # fmt: skip
+        fn = getattr(fastact, act.name + suffix)
+        assert fn is getattr(act, attr)
+        assert fn.__name__ == act.name + suffix
+        assert act.formula.split()[0] in fn.__doc__ or act.name in fn.__doc__
+        sig = inspect.signature(fn)
+        for k, v in act.params.items():
+            assert sig.parameters[k].default == v
+            assert sig.parameters[k].kind is inspect.Parameter.KEYWORD_ONLY
+        assert sig.parameters["target"].default == "auto"
+
+
+# -------------------------------------------------------- shapes and dtypes
+@pytest.mark.parametrize("act", ACTS, ids=IDS)
+@pytest.mark.parametrize("shape", [(), (0,), (5,), (3, 4), (2, 3, 4)])
+def test_shapes_dtypes_and_input_untouched(act, shape):
+    for dtype in (np.float32, np.float64):
+        x = np.random.default_rng(1).uniform(-4, 4, shape).astype(dtype)
+        before = x.copy()
+        y = act.forward(x)
+        g = act.grad(x)
+        b = act.backward(np.ones_like(x), x)
+        np.testing.assert_array_equal(x, before)
+        for r in (y, g, b):
+            assert np.shape(r) == shape and r.dtype == dtype
+        if shape == ():
+            assert np.isscalar(y) or y.shape == ()
+            assert not isinstance(y, np.ndarray)
+
+
+@pytest.mark.parametrize("act", ACTS, ids=IDS)
+def test_lists_ints_bools_compute_in_float64(act):
+    for x in ([-1, 0, 2], np.array([-1, 0, 2], np.int16), np.array([True, False]), 3, 2.5):
+        y = act.forward(x)
+        assert np.asarray(y).dtype == np.float64
+        np.testing.assert_array_equal(y, act.forward(np.asarray(x, np.float64)))
+
+
+@pytest.mark.parametrize("act", ACTS, ids=IDS)
+def test_float16_is_computed_in_float32(act):
+    x = np.linspace(-3, 3, 9, dtype=np.float16)
+    np.testing.assert_array_equal(act.forward(x), act.forward(x.astype(np.float32)))
+
+
+# ----------------------------------------------------------- out= and views
+@pytest.mark.parametrize("act", ACTS, ids=IDS)
+def test_out_follows_ufunc_rules(act):
+    x = data(np.float32)
+    ref = act.forward(x)
+    out = np.empty_like(x)
+    assert act.forward(x, out=out) is out
+    np.testing.assert_array_equal(out, ref)
+    out64 = np.empty(x.shape, np.float64)  # float32 -> float64 is a same_kind cast
+    act.forward(x, out=out64)
+    np.testing.assert_array_equal(out64, ref.astype(np.float64))
+    y = x.copy()
+    assert act.forward(y, out=y) is y
+    np.testing.assert_array_equal(y, ref)
+    g = x.copy()
+    assert act.grad(g, out=g) is g
+    np.testing.assert_array_equal(g, act.grad(x))
+    d = np.ones_like(x)
+    assert act.backward(d, x, out=d) is d
+    np.testing.assert_array_equal(d, act.backward(np.ones_like(x), x))
+
+
+@pytest.mark.parametrize("act", ACTS, ids=IDS)
+@pytest.mark.parametrize("view", ["step", "transpose", "negative", "column"])
+def test_inplace_through_strided_view_writes_only_the_view(act, view):
+    base = np.random.default_rng(3).uniform(-5, 5, (12, 10))
+    v = {
+        "step": lambda a: a[::2, 1::3],
+        "transpose": lambda a: a.T,
+        "negative": lambda a: a[::-1, ::-2],
+        "column": lambda a: a[:, 3],
+    }[view]
+    expect = base.copy()
+    v(expect)[...] = act.forward(v(base).copy())
+    out = act.forward_(v(base))
+    assert out.base is base or out is v(base) or np.shares_memory(out, base)
+    np.testing.assert_array_equal(base, expect)
+
+
+@pytest.mark.parametrize("act", ACTS[:6], ids=IDS[:6])
+def test_partial_overlap_of_out_and_input(act):
+    base = np.linspace(-4, 4, 41)
+    expect = act.forward(base[:-1].copy())
+    act.forward(base[:-1], out=base[1:])
+    np.testing.assert_array_equal(base[1:], expect)
+
+
+# ------------------------------------------------------------------ backward
+@pytest.mark.parametrize("act", ACTS, ids=IDS)
+def test_backward_x_y_rules(act):
+    x = data()
+    g = np.linspace(-1, 1, x.size)
+    with pytest.raises(ValueError, match="exactly one"):
+        act.backward(g)
+    with pytest.raises(ValueError, match="exactly one"):
+        act.backward(g, x, y=x)
+    if act.from_output:
+        y = act.forward(x)
+        np.testing.assert_allclose(act.backward(g, y=y), act.backward(g, x), atol=1e-12)
+    else:
+        with pytest.raises(ValueError, match="not a function of its output"):
+            act.backward(g, y=x)
+    # a scalar gradient broadcasts
+    np.testing.assert_array_equal(act.backward(2.0, x), 2.0 * act.grad(x))
+
+
+def test_backward_from_output_needs_nonnegative_slope_and_alpha():
+    y = np.ones(3)
+    with pytest.raises(ValueError, match="negative_slope"):
+        fastact.leaky_relu_backward(y, y=y, negative_slope=-0.1)
+    with pytest.raises(ValueError, match="alpha"):
+        fastact.elu_backward(y, y=y, alpha=-1.0)
+    fastact.leaky_relu_backward(y, y=y, negative_slope=0.0)
+
+
+# ---------------------------------------------------- errors, buffers intact
+def _bad_calls(act, x):
+    p = dict(act.params)
+    yield TypeError, lambda: act.forward_(x.astype(np.int32))
+    yield TypeError, lambda: act.forward_(x.astype(np.complex128))
+    yield TypeError, lambda: act.forward_(x.astype(object))
+    yield TypeError, lambda: act.forward_(x.tolist())
+    ro = x.copy()
+    ro.flags.writeable = False
+    yield ValueError, lambda: act.forward_(ro)
+    yield ValueError, lambda: act.forward(x, out=np.empty(x.size + 1))
+    yield TypeError, lambda: act.forward(x, out=np.empty(x.shape, np.int64))
+    yield ValueError, lambda: act.forward(x, out=ro)
+    yield ValueError, lambda: act.forward_(x, target="gpu")
+    yield ValueError, lambda: act.backward(x, x, out=x, target="threads")
+    yield ValueError, lambda: act.backward(x, x[:3], out=x)
+    yield TypeError, lambda: act.forward(x, out=x, not_a_parameter=1)
+    yield TypeError, lambda: act.forward(x.astype(np.complex64))
+    for k, v in p.items():
+        bad = "bogus" if isinstance(v, str) else float("nan")
+        yield ValueError, lambda k=k, bad=bad: act.forward_(x, **{k: bad})
+
+
+@pytest.mark.parametrize("act", ACTS, ids=IDS)
+def test_errors_are_clear_and_leave_buffers_untouched(act):
+    x = data()
+    before = x.copy()
+    for exc, call in _bad_calls(act, x):
+        with pytest.raises(exc) as info:
+            call()
+        assert "numba" not in str(info.value).lower()
+        np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize(
+    "name,params,word",
+    [
+        ("celu", {"alpha": 0.0}, "alpha"),
+        ("celu", {"alpha": -1.0}, "alpha"),
+        ("hardtanh", {"min_val": 2.0, "max_val": 1.0}, "min_val"),
+        ("softplus", {"beta": 0.0}, "beta"),
+        ("softshrink", {"lambd": -0.5}, "lambd"),
+        ("hardshrink", {"lambd": -0.5}, "lambd"),
+        ("gelu", {"approximate": "erf"}, "approximate"),
+    ],
+)
+def test_invalid_parameters_name_the_parameter(name, params, word):
+    x = np.linspace(-1, 1, 5)
+    before = x.copy()
+    with pytest.raises(ValueError, match=word):
+        getattr(fastact, name + "_")(x, **params)
+    np.testing.assert_array_equal(x, before)
+
+
+def test_unknown_target_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="'cpu'.*'parallel'"):
+        fastact.relu(np.ones(3), target="gpu")
+
+
+def test_cuda_target_without_gpu_is_a_runtime_error():
+    from fastact import _cuda
+
+    if _cuda.available():
+        pytest.skip("a GPU (or the CUDA simulator) is available here; see test_cuda_sim")
+    with pytest.raises(RuntimeError, match="GPU"):
+        fastact.sigmoid(np.ones(3), target="cuda")
+
+
+# --------------------------------------------------------- cpu == parallel
+@pytest.mark.parametrize("vid,act,params", variants(fastact.ACTIVATIONS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cpu_and_parallel_are_bitwise_identical(vid, act, params, dtype):
+    x = np.concatenate([data(dtype, 5000, seed=4), np.float32([1e-40, -1e-40]).astype(dtype)])
+    g = np.random.default_rng(5).uniform(-2, 2, x.size).astype(dtype)
+    for fn, args in ((act.forward, (x,)), (act.grad, (x,)), (act.backward, (g, x))):
+        a = fn(*args, target="cpu", **params)
+        b = fn(*args, target="parallel", **params)
+        np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))
+    strided = x[::3]
+    np.testing.assert_array_equal(
+        act.forward(strided, target="cpu", **params),
+        act.forward(strided.copy(), target="cpu", **params),
+    )
