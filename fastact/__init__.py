@@ -31,3 +31,9 @@ for _act in ACTIVATIONS.values():
         __all__.append(_fn.__name__)
 
 del _act, _fn
+
+from ._nonelementwise import *  # noqa: E402,F403
+from ._nonelementwise import __all__ as _ne_all  # noqa: E402
+
+__all__ += _ne_all
+del _ne_all

@@ -1,0 +1,426 @@
+"""CPU kernels of the non-elementwise activations: softmax, log-softmax, PReLU, maxout.
+
+Kernels work on canonical strided views built by ``_nonelementwise``:
+
+- *rows*: 2-D ``(R, n)``, the reduction axis last (contiguous rows are the fast case);
+- *cols*: 3-D ``(P, n, Q)``, the reduction axis in the middle and ``Q`` the dimension of
+  smallest stride, processed in blocks of ``B`` columns so that a block stays in cache;
+- PReLU: ``(P, C, Q)`` or ``(P, C)`` with channels on axis 1;
+- maxout: ``x`` as ``(P, G, k, Q)``, the result as ``(P, G, Q)``.
+
+Each kernel is written once with ``prange`` and compiled twice by ``_cpu.jit_kernel`` (one
+thread, or all threads). Every reduction has a fixed order that depends on the shape only,
+never on the thread count, so ``"cpu"`` and ``"parallel"`` agree bitwise. Factories are
+memoised; nothing is compiled at import.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import overload
+
+from . import _formulas as F
+from . import _vmath as vm
+from ._cpu import jit_kernel
+
+# Reductions may be reassociated (they become SIMD partial sums; the order is still fixed
+# by the code and the shape). Elementwise work keeps fastact's flags.
+_reduce = njit(error_model="numpy", fastmath={"reassoc", "contract"})
+_plain = njit(error_model="numpy", fastmath={"contract"})
+
+# Row length (elements) up to which log-softmax computes e^(x-m) in one scratch chunk.
+CHUNK = 2048
+
+
+# ------------------------------------------------------------------ row helpers
+def rowmax(a):
+    """max of a 1-D array (-inf for an empty one); NaN need not win (callers don't care)."""
+    m = -np.inf
+    for v in a:
+        m = v if v > m else m
+    return type(a[0])(m) if a.size else m
+
+
+@overload(rowmax)
+def _ol_rowmax(a):
+    """Contiguous rows: an integer max over an order-preserving key of the float bits (LLVM
+    vectorizes integer max reductions, not float ones). Strided rows: 8 float chains."""
+    if a.layout == "C" and a.dtype == types.float32:
+
+        def impl32(a):
+            b = a.view(np.int32)
+            m = np.int32(-2147483648)
+            for i in range(b.size):
+                k = b[i]
+                k = np.int32(k ^ np.int32(np.int32(k >> np.int32(31)) & np.int32(0x7FFFFFFF)))
+                m = k if k > m else m
+            m = np.int32(m ^ np.int32(np.int32(m >> np.int32(31)) & np.int32(0x7FFFFFFF)))
+            r = np.int32(m).view(np.float32)
+            return r if b.size else np.float32(-np.inf)
+
+        return impl32
+    if a.layout == "C" and a.dtype == types.float64:
+
+        def impl64(a):
+            b = a.view(np.int64)
+            m = np.int64(-9223372036854775807 - 1)
+            for i in range(b.size):
+                k = b[i]
+                k = k ^ ((k >> 63) & np.int64(0x7FFFFFFFFFFFFFFF))
+                m = k if k > m else m
+            m = m ^ ((m >> 63) & np.int64(0x7FFFFFFFFFFFFFFF))
+            r = np.int64(m).view(np.float64)
+            return r if b.size else -np.inf
+
+        return impl64
+
+    def impl(a):
+        n = a.size
+        T = a.dtype.type
+        m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = T(-np.inf)
+        n8 = n - n % 8
+        for i in range(0, n8, 8):
+            v = a[i]
+            m0 = v if v > m0 else m0
+            v = a[i + 1]
+            m1 = v if v > m1 else m1
+            v = a[i + 2]
+            m2 = v if v > m2 else m2
+            v = a[i + 3]
+            m3 = v if v > m3 else m3
+            v = a[i + 4]
+            m4 = v if v > m4 else m4
+            v = a[i + 5]
+            m5 = v if v > m5 else m5
+            v = a[i + 6]
+            m6 = v if v > m6 else m6
+            v = a[i + 7]
+            m7 = v if v > m7 else m7
+        for i in range(n8, n):
+            v = a[i]
+            m0 = v if v > m0 else m0
+        for v in (m1, m2, m3, m4, m5, m6, m7):
+            m0 = v if v > m0 else m0
+        return m0
+
+    return impl
+
+
+@_reduce
+def rowsum(a):
+    s = a.dtype.type(0)
+    for i in range(a.size):
+        s += a[i]
+    return s
+
+
+@_reduce
+def rowdot(a, b):
+    s = a.dtype.type(0)
+    for i in range(a.size):
+        s += a[i] * b[i]
+    return s
+
+
+@_plain
+def _exp_into(x, m, out):
+    """out[i] = e^(x[i] - m)."""
+    for i in range(x.size):
+        out[i] = vm.exp(x[i] - m)
+
+
+@_plain
+def _scale(a, r):
+    for i in range(a.size):
+        a[i] *= r
+
+
+@_plain
+def _shift(x, m, c, out):
+    """out[i] = (x[i] - m) - c (m + c would round away c next to a huge m)."""
+    for i in range(x.size):
+        out[i] = (x[i] - m) - c
+
+
+@_plain
+def _log(s):
+    """log s for s >= 1 (the sum of e^(x - max) includes e^0): log1p(s - 1) is exact-ish."""
+    return vm.log1p(s - type(s)(1))
+
+
+def _name(kind: str, parallel: bool) -> str:
+    return f"fastact_ne_{kind}_{'par' if parallel else 'ser'}"
+
+
+# ------------------------------------------------------------------ softmax rows
+@functools.cache
+def softmax_rows(log: bool, parallel: bool):
+    """kernel(x, out, rb) over (R, n) views: rows in blocks of ``rb`` per task."""
+
+    def kernel(x, out, rb):
+        R, n = x.shape
+        nb = (R + rb - 1) // rb
+        for b in prange(nb):
+            tmp = np.empty(min(n, CHUNK) if log else 0, x.dtype)
+            for r in range(b * rb, min(R, b * rb + rb)):
+                xr = x[r]
+                orow = out[r]
+                m = rowmax(xr)
+                if log:
+                    s = xr.dtype.type(0)
+                    for c0 in range(0, n, CHUNK):
+                        c1 = min(n, c0 + CHUNK)
+                        t = tmp[: c1 - c0]
+                        _exp_into(xr[c0:c1], m, t)
+                        s += rowsum(t)
+                    _shift(xr, m, _log(s), orow)
+                else:
+                    _exp_into(xr, m, orow)
+                    s = rowsum(orow)
+                    _scale(orow, xr.dtype.type(1) / s)
+
+    return jit_kernel(kernel, _name(f"softmax_rows_{int(log)}", parallel), parallel)
+
+
+@functools.cache
+def softmax_cols(log: bool, parallel: bool):
+    """kernel(x, out, bw) over (P, n, Q) views: reduction over axis 1, blocks of ``bw``
+    columns of Q per task (each block's n x bw elements meant to stay in cache)."""
+
+    def kernel(x, out, bw):
+        P, n, Q = x.shape
+        nq = (Q + bw - 1) // bw
+        for t in prange(P * nq):
+            p = t // nq
+            q0 = (t % nq) * bw
+            w = min(Q, q0 + bw) - q0
+            T = x.dtype.type
+            m = np.full(w, T(-np.inf), x.dtype)
+            s = np.zeros(w, x.dtype)
+            for j in range(n):
+                for q in range(w):
+                    v = x[p, j, q0 + q]
+                    m[q] = v if v > m[q] else m[q]
+            for j in range(n):
+                for q in range(w):
+                    e = vm.exp(x[p, j, q0 + q] - m[q])
+                    s[q] += e
+                    if not log:
+                        out[p, j, q0 + q] = e
+            if log:
+                for q in range(w):
+                    s[q] = _log(s[q])
+                for j in range(n):
+                    for q in range(w):
+                        out[p, j, q0 + q] = (x[p, j, q0 + q] - m[q]) - s[q]
+            else:
+                for q in range(w):
+                    s[q] = T(1) / s[q]
+                for j in range(n):
+                    for q in range(w):
+                        out[p, j, q0 + q] *= s[q]
+
+    return jit_kernel(kernel, _name(f"softmax_cols_{int(log)}", parallel), parallel)
+
+
+# ------------------------------------------------------------------ softmax backward
+@functools.cache
+def softmax_bwd_rows(log: bool, parallel: bool):
+    """kernel(g, y, out, rb): softmax: y(g - Σgy); log-softmax: g - e^y Σg; rows (R, n)."""
+
+    def kernel(g, y, out, rb):
+        R, n = y.shape
+        nb = (R + rb - 1) // rb
+        for b in prange(nb):
+            for r in range(b * rb, min(R, b * rb + rb)):
+                gr = g[r]
+                yr = y[r]
+                orow = out[r]
+                if log:
+                    s = rowsum(gr)
+                    for i in range(n):
+                        orow[i] = gr[i] - vm.exp(yr[i]) * s
+                else:
+                    d = rowdot(gr, yr)
+                    for i in range(n):
+                        orow[i] = yr[i] * (gr[i] - d)
+
+    return jit_kernel(kernel, _name(f"softmax_bwd_rows_{int(log)}", parallel), parallel)
+
+
+@functools.cache
+def softmax_bwd_cols(log: bool, parallel: bool):
+    """kernel(g, y, out, bw) over (P, n, Q) views, reduction over axis 1."""
+
+    def kernel(g, y, out, bw):
+        P, n, Q = y.shape
+        nq = (Q + bw - 1) // bw
+        for t in prange(P * nq):
+            p = t // nq
+            q0 = (t % nq) * bw
+            w = min(Q, q0 + bw) - q0
+            s = np.zeros(w, y.dtype)
+            for j in range(n):
+                for q in range(w):
+                    if log:
+                        s[q] += g[p, j, q0 + q]
+                    else:
+                        s[q] += g[p, j, q0 + q] * y[p, j, q0 + q]
+            for j in range(n):
+                for q in range(w):
+                    gv = g[p, j, q0 + q]
+                    yv = y[p, j, q0 + q]
+                    if log:
+                        out[p, j, q0 + q] = gv - vm.exp(yv) * s[q]
+                    else:
+                        out[p, j, q0 + q] = yv * (gv - s[q])
+
+    return jit_kernel(kernel, _name(f"softmax_bwd_cols_{int(log)}", parallel), parallel)
+
+
+# ------------------------------------------------------------------ PReLU
+# prelu(x, w) is leaky_relu(x, negative_slope=w) and prelu'(x) is leaky_relu'(x): the very
+# same scalar formulas, so the kinks, signed zeros and NaN agree with fastact.leaky_relu.
+
+
+@functools.cache
+def prelu_map(grad: bool, three_d: bool, parallel: bool):
+    """out = prelu(x, w) or prelu'(x, w); views (P, C, Q) (tasks: p, c and blocks of ``qb``
+    of Q) or (P, C) (channels innermost); w of length C."""
+    fn = F.leaky_relu_grad if grad else F.leaky_relu
+    if three_d:
+
+        def kernel(x, w, out, qb):
+            P, C, Q = x.shape
+            nq = (Q + qb - 1) // qb
+            for t in prange(P * C * nq):
+                p = t // (C * nq)
+                c = (t // nq) % C
+                q0 = (t % nq) * qb
+                wc = w[c]
+                for q in range(q0, min(Q, q0 + qb)):
+                    out[p, c, q] = fn(x[p, c, q], wc)
+
+    else:
+
+        def kernel(x, w, out, qb):
+            P, C = x.shape
+            for p in prange(P):
+                for c in range(C):
+                    out[p, c] = fn(x[p, c], w[c])
+
+    kind = f"prelu_{'grad' if grad else 'f'}_{3 if three_d else 2}d"
+    return jit_kernel(kernel, _name(kind, parallel), parallel)
+
+
+@_reduce
+def _prelu_bwd_line(x, g, out, wc):
+    """out = g·prelu'(x) along one line of one channel; returns Σ (x > 0 ? 0 : x·g)."""
+    T = x.dtype.type
+    s = T(0)
+    for q in range(x.size):
+        v = x[q]
+        gv = g[q]
+        out[q] = gv * F.leaky_relu_grad(v, wc)
+        s += T(0) if v > 0 else v * gv
+    return s
+
+
+@functools.cache
+def prelu_bwd(three_d: bool, parallel: bool):
+    """kernel(g, x, w, out, partial, pb, qb): g·prelu'(x) into out, and partial sums of the
+    weight gradient into ``partial``: row ``k·nq + j`` holds rows [k·pb, (k+1)·pb) of P and
+    block j (width qb) of Q. pb and qb depend on the shape only, so the sum order is fixed."""
+    fn = F.leaky_relu_grad
+    if three_d:
+
+        def kernel(g, x, w, out, partial, pb, qb):
+            P, C, Q = x.shape
+            nq = (Q + qb - 1) // qb
+            K = partial.shape[0] // nq
+            for t in prange(K * C * nq):
+                k = t // (C * nq)
+                c = (t // nq) % C
+                j = t % nq
+                q0 = j * qb
+                q1 = min(Q, q0 + qb)
+                wc = w[c]
+                s = x.dtype.type(0)
+                for p in range(k * pb, min(P, k * pb + pb)):
+                    s += _prelu_bwd_line(x[p, c, q0:q1], g[p, c, q0:q1], out[p, c, q0:q1], wc)
+                partial[k * nq + j, c] = s
+
+    else:
+
+        def kernel(g, x, w, out, partial, pb, qb):
+            P, C = x.shape
+            K = partial.shape[0]
+            for k in prange(K):
+                T = x.dtype.type
+                acc = np.zeros(C, x.dtype)
+                for p in range(k * pb, min(P, k * pb + pb)):
+                    for c in range(C):
+                        v = x[p, c]
+                        gv = g[p, c]
+                        out[p, c] = gv * fn(v, w[c])
+                        acc[c] += T(0) if v > 0 else v * gv
+                for c in range(C):
+                    partial[k, c] = acc[c]
+
+    return jit_kernel(kernel, _name(f"prelu_bwd_{3 if three_d else 2}d", parallel), parallel)
+
+
+# ------------------------------------------------------------------ maxout
+@_plain
+def _beats(v, m):
+    """v replaces the running max m: larger, or the first NaN (np.max/np.argmax rules)."""
+    return v > m or (v != v and m == m)
+
+
+@functools.cache
+def maxout_fwd(parallel: bool):
+    """kernel(x, out): x (P, G, k, Q) -> out (P, G, Q), max over k, NaN wins."""
+
+    def kernel(x, out):
+        P, G, K, Q = x.shape
+        for t in prange(P * G):
+            p = t // G
+            g = t % G
+            for q in range(Q):
+                out[p, g, q] = x[p, g, 0, q]
+            for j in range(1, K):
+                for q in range(Q):
+                    v = x[p, g, j, q]
+                    o = out[p, g, q]
+                    out[p, g, q] = v if _beats(v, o) else o
+
+    return jit_kernel(kernel, _name("maxout_fwd", parallel), parallel)
+
+
+@functools.cache
+def maxout_bwd(parallel: bool):
+    """kernel(g, x, out): g (P, G, Q), x and out (P, G, k, Q); each gradient goes to the
+    first arg-max of its group (the first NaN if there is one), zeros elsewhere."""
+
+    def kernel(g, x, out):
+        P, G, K, Q = x.shape
+        for t in prange(P * G):
+            p = t // G
+            gi = t % G
+            for q in range(Q):
+                best = 0
+                m = x[p, gi, 0, q]
+                for j in range(1, K):
+                    v = x[p, gi, j, q]
+                    if _beats(v, m):
+                        m = v
+                        best = j
+                gv = g[p, gi, q]
+                z = x.dtype.type(0)
+                for j in range(K):
+                    out[p, gi, j, q] = gv if j == best else z
+
+    return jit_kernel(kernel, _name("maxout_bwd", parallel), parallel)
