@@ -20,7 +20,7 @@ FMA contraction only (no nnan/ninf/reassoc, which would break NaN and compensate
 
 _SELU_SCALE = 1.0507009873554804934193349852946
 _SELU_ALPHA = 1.6732632423543772848170429916717
-_SELU_SCALE_ALPHA = _SELU_SCALE * _SELU_ALPHA  # 1.7580993408473766...
+_SELU_SCALE_ALPHA = 1.7580993408473768599402175208123  # λ·α, correctly rounded
 _SQRT1_2 = 0.70710678118654752440
 _INV_SQRT2PI = 0.39894228040143267794
 _SQRT_2_OVER_PI = 0.79788456080286535588
@@ -224,10 +224,29 @@ def gelu(x):
     return x - x * (h * c * vm.exp(m))
 
 
+# Φ(x) + xφ(x) = ½ + x/√(2π)·Σ c_n x^(2n), c_n = (-1)^n (2n+2) / (2^n n! (2n+1)): used for
+# |x| < 0.75, where Φ and xφ cancel (the zero of gelu' is at -0.75) and the series converges.
+_GELU_D_COEF = tuple(
+    (-1) ** n * (2 * n + 2) / (2**n * math.factorial(n) * (2 * n + 1)) for n in range(14)
+)[::-1]
+
+
+@scalar
+def _gelu_grad_series(x):
+    T = type(x)
+    x2 = x * x
+    p = T(0)
+    for c in _GELU_D_COEF:
+        p = p * x2 + T(c)
+    return T(0.5) + x * T(_INV_SQRT2PI) * p
+
+
 @scalar
 def gelu_grad(x):
     """Φ(x) + x·φ(x)."""
     T = type(x)
+    if abs(x) < 0.75:
+        return _gelu_grad_series(x)
     if abs(x) > 40:  # Φ is 0 or 1 and x·φ(x) underflows, in both dtypes
         return T(0) if x < 0 else T(1)
     h, c, m = _gauss_tail(x)
@@ -262,13 +281,14 @@ def _exp_neg_abs2(h, l):
 
 @scalar
 def gelu_tanh(x):
-    """½x(1 + tanh u) = x·σ(2u), u = √(2/π)(x + 0.044715x³)."""
+    """½x(1 + tanh u) = x·σ(2u), u = √(2/π)(x + 0.044715x³); for x < 0 from v = x·e^(2u)
+    (no underflow of e^(2u) while the result is still normal), as in silu."""
     T = type(x)
     if abs(x) > 30:  # σ(2u) is exactly 0 or 1 in both dtypes
         return T(0) if x < 0 else x
     h, l = _gelu_tanh_2u(x)
-    t = _finite_or_zero(_exp_neg_abs2(h, l))
-    return x * (T(1) if h >= 0 else t) / (T(1) + t)
+    v = vm.xexp(x * (T(1) + l) if h < 0 else T(1) - l, -abs(h))
+    return v / (T(1) + v / x) if h < 0 else x / (T(1) + v)
 
 
 @scalar
@@ -492,7 +512,7 @@ def tanhshrink_grad(x):
     """tanh²x = (m/(m+2))², m = e^(2|x|) - 1 (every step well conditioned)."""
     T = type(x)
     m = vm.expm1(T(2) * abs(x))
-    q = m / (m + T(2)) if m < math.inf else T(1)
+    q = T(1) if abs(x) > 20 else m / (m + T(2))  # tanh² rounds to 1 beyond 20 in both dtypes
     return q * q
 
 

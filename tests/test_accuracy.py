@@ -3,6 +3,8 @@ float32 and float64, with SPEC's two exceptions. Run with ``-s`` to see the ULP 
 
 from __future__ import annotations
 
+import zlib
+
 import mpmath as mp
 import numpy as np
 import pytest
@@ -38,7 +40,7 @@ def _allowed(name, params, dtype, x, got, ref, errs, derivative):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("vid,act,params", VARIANTS, ids=[v[0] for v in VARIANTS])
 def test_ulp(vid, act, params, dtype):
-    x = sample(dtype, params, seed=hash(vid) % 2**32)
+    x = sample(dtype, params, seed=zlib.crc32(vid.encode()))
     kw = {k: v for k, v in params.items()}
     f_ref, d_ref = reference(act.name, params, dtype)
     worst = {}
