@@ -1,0 +1,140 @@
+"""The math layer of ``_vmath`` for the CUDA target: same names, same contract, float32 kept
+in float32 (libdevice ``__nv_*f`` functions, ``fma.rn.f32``; checked in the PTX).
+
+``fastact._cuda`` compiles the scalar formulas of ``_formulas`` for the GPU with their global
+``vm`` (``_vmath``) bound to this module, so each ``vm.exp(...)`` in a formula calls the
+device function here. Every function is a ``cuda.jit(device=True, inline="always")``
+function: Numba inlines it into the caller's IR before typing, so nothing here needs a
+device to compile, and ``numba.cuda.compile_ptx`` works on a machine without a GPU (a call
+to a non-inlined device function or to an ``@overload`` asks the driver for the current
+device's compute capability in numba-cuda 0.30, and fails there).
+
+Functions are generic over float32 and float64 through ``T = type(x)``. Where the two need
+different constants, ``_single(T)`` (a compile-time constant after LLVM's folding) picks.
+``erfcx`` calls libdevice's ``__nv_erfcxf``/``__nv_erfcx`` through an intrinsic. Under the
+CUDA simulator (plain Python, where ``math.exp(1000.0)`` raises) the elementary functions
+are ``_vmath``'s NumPy-based Python versions; everything else runs as written.
+
+Importing this module imports ``numba.cuda``; only ``fastact._cuda`` imports it.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import cuda
+from numba.cuda import config
+
+from . import _vmath
+
+device = cuda.jit(device=True, inline="always")
+
+if config.ENABLE_CUDASIM:
+    _exp, _expm1, _log1p, _tanh = _vmath.exp, _vmath.expm1, _vmath.log1p, _vmath.tanh
+    _erfcx = _vmath.erfcx
+else:  # pragma: no cover - compiled code, checked through the PTX audit and on a GPU
+    from llvmlite import ir
+    from numba.cuda import cgutils, types
+    from numba.cuda.extending import intrinsic
+
+    _exp, _expm1, _log1p, _tanh = math.exp, math.expm1, math.log1p, math.tanh
+
+    @intrinsic
+    def _erfcx(typingctx, x):
+        """libdevice erfcx in the argument's precision."""
+        if x not in (types.float32, types.float64):
+            return None
+        name = "__nv_erfcxf" if x == types.float32 else "__nv_erfcx"
+
+        def codegen(context, builder, sig, args):
+            ty = context.get_value_type(sig.return_type)
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty]), name)
+            return builder.call(fn, args)
+
+        return x(x), codegen
+
+
+@device
+def _single(T):
+    """True for float32 (1e-300 rounds to 0 there): a constant once compiled."""
+    return T(1e-300) == T(0)
+
+
+# --------------------------------------------------------------------------- fma
+
+
+@device
+def fma(a, b, c):
+    """a*b + c with a single rounding."""
+    return cuda.fma(a, b, c)
+
+
+@device
+def sq_split(x):
+    """(hi, lo) with hi = fl(x*x) and hi + lo = x*x exactly."""
+    hi = x * x
+    return hi, cuda.fma(x, x, -hi)
+
+
+# ------------------------------------------------------------------ elementary
+
+
+@device
+def exp(x):
+    """e^x (libdevice expf/exp: subnormal results kept without fastmath)."""
+    return type(x)(_exp(x))
+
+
+@device
+def expm1(x):
+    """e^x − 1."""
+    return type(x)(_expm1(x))
+
+
+@device
+def log1p(x):
+    """log(1 + x)."""
+    return type(x)(_log1p(x))
+
+
+@device
+def tanh(x):
+    """tanh x."""
+    return type(x)(_tanh(x))
+
+
+# ------------------------------------------------------------------- compound
+
+
+@device
+def xexp(a, x):
+    """a·e^x rounded once: below the exponent where e^x leaves the normal range
+    (-87 in float32, -708 in float64), a·e^(x/2)·e^(x/2), whose intermediates stay normal."""
+    T = type(a)
+    lim = T(-80) if _single(T) else T(-700)
+    if x < lim:
+        h = type(a)(_exp(x * T(0.5)))
+        return (a * h) * h
+    return a * type(a)(_exp(x))
+
+
+@device
+def erfcx(x):
+    """e^(x²)·erfc(x) for x >= 0."""
+    return _erfcx(x)
+
+
+@device
+def xmtanh(x):
+    """x − tanh x; for |x| < 2 from the continued fraction of tanh,
+    tanh x = x/(1 + x²/(3 + x²/(5 + ...))), as x·K/(1 + K): no cancellation.
+    7 terms reach 2e-10 relative in float32 use, 11 terms the float64 rounding floor."""
+    T = type(x)
+    if not abs(x) < T(2):
+        return x - type(x)(_tanh(x))
+    x2 = x * x
+    k = T(0)
+    n = 7 if _single(T) else 11
+    for i in range(n, 0, -1):
+        k = x2 / (T(2 * i + 1) + k)
+    return x * k / (T(1) + k)
