@@ -120,11 +120,30 @@ def _make(act: Activation, kind: str):
         kind
     ]
     pick = "grad" if kind == "grad" else "f"
+    resolved: dict = {}  # (keyword items, from_y) -> (formulas, float params), validated
+
+    def resolve(kw, from_y=False):
+        try:
+            key = (tuple((k, v, type(v)) for k, v in kw.items()), from_y)
+            return resolved[key]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable parameter value: validation will say what is wrong
+            return act.resolve(_merge(act, fname, kw), from_y=from_y)
+        res = act.resolve(_merge(act, fname, kw), from_y=from_y)
+        if len(resolved) > 1024:
+            resolved.clear()
+        resolved[key] = res
+        return res
 
     def unary(x, *, out=None, target="auto", stream=None, **kw):
         D.check_target(target)
-        formulas, p = act.resolve(_merge(act, fname, kw))
+        formulas, p = resolve(kw)
         fn = getattr(formulas, pick)
+        if stream is None and target != "cuda":
+            res = D.try_fast_unary(fn, x, out, p, act.family, target)
+            if res is not None:
+                return _result(res, out)
         if target == "cuda" or D.is_cuda_array(x):
             return _cuda(fn, [x], p, out, False, stream)
         a = D.as_input(x)
@@ -137,7 +156,11 @@ def _make(act: Activation, kind: str):
 
     def inplace(x, *, target="auto", stream=None, **kw):
         D.check_target(target)
-        formulas, p = act.resolve(_merge(act, fname, kw))
+        formulas, p = resolve(kw)
+        if stream is None and target != "cuda":
+            res = D.try_fast_unary(formulas.f, x, x, p, act.family, target)
+            if res is not None:
+                return res
         if target == "cuda" or D.is_cuda_array(x):
             return _cuda(formulas.f, [x], p, x, True, stream)
         if D.is_dask_array(x):
@@ -157,7 +180,7 @@ def _make(act: Activation, kind: str):
                 f"{fname}: the derivative of {act.name} is not a function of its output; "
                 "pass the input x= instead of y="
             )
-        formulas, p = act.resolve(_merge(act, fname, kw), from_y=y is not None)
+        formulas, p = resolve(kw, from_y=y is not None)
         fn = formulas.grad if y is None else formulas.grad_y
         v = x if y is None else y
         if target == "cuda" or D.is_cuda_array(grad) or D.is_cuda_array(v):
@@ -176,12 +199,7 @@ def _make(act: Activation, kind: str):
         D.run_cpu(fn, [g, a], p, res, D.choose_cpu_target(target, res.size, act.family))
         return _result(res, out)
 
-    func = {"forward": unary, "grad": unary, "forward_": inplace, "backward": backward}[kind]
-
-    # A fresh function object per public name (unary serves two), with its own metadata.
-    def public(*args, **kwargs):
-        return func(*args, **kwargs)
-
+    public = {"forward": unary, "grad": unary, "forward_": inplace, "backward": backward}[kind]
     public.__name__ = public.__qualname__ = fname
     public.__module__ = "fastact"
     public.__doc__ = _doc(act, kind)

@@ -105,3 +105,13 @@ def ufunc(fn, nin: int, nparams: int, dtype: np.dtype):
     t = numba.from_dtype(dtype)
     sig = t(*([t] * (nin + nparams)))
     return vectorize([sig])(_ELEMENT[nin, nparams](fn))
+
+
+def entry_point(kernel, dtype: np.dtype):
+    """The compiled entry point of a unary flat kernel for contiguous 1-D ``dtype`` arrays
+    (called as ``entry(x, out, params_tuple)``), or the dispatcher itself if not found."""
+    arr = numba.types.Array(numba.from_dtype(dtype), 1, "C")
+    for sig, cres in kernel.overloads.items():
+        if sig[0] == arr and sig[1] == arr:
+            return cres.entry_point
+    return lambda x, out, p: kernel(x, out, *p)

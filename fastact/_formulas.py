@@ -386,7 +386,6 @@ def _exp_neg_abs_scaled(x, beta):
 @scalar
 def softplus(x, beta, threshold):
     """log(1+e^(βx))/β = (max(βx,0) + log1p(e^-|βx|))/β; x where βx > threshold."""
-    T = type(x)
     u, t = _exp_neg_abs_scaled(x, beta)
     if u > threshold:
         return x
