@@ -127,9 +127,14 @@ def rowdot(a, b):
 
 @_plain
 def _exp_into(x, m, out):
-    """out[i] = e^(x[i] - m)."""
-    for i in range(x.size):
-        out[i] = vm.exp(x[i] - m)
+    """out[i] = e^(x[i] - m). In place gets its own one-array loop: LLVM's runtime alias
+    check would send an x that *is* out to the scalar fallback."""
+    if x.ctypes.data == out.ctypes.data:
+        for i in range(out.size):
+            out[i] = vm.exp(out[i] - m)
+    else:
+        for i in range(x.size):
+            out[i] = vm.exp(x[i] - m)
 
 
 @_plain
@@ -141,8 +146,12 @@ def _scale(a, r):
 @_plain
 def _shift(x, m, c, out):
     """out[i] = (x[i] - m) - c (m + c would round away c next to a huge m)."""
-    for i in range(x.size):
-        out[i] = (x[i] - m) - c
+    if x.ctypes.data == out.ctypes.data:
+        for i in range(out.size):
+            out[i] = (out[i] - m) - c
+    else:
+        for i in range(x.size):
+            out[i] = (x[i] - m) - c
 
 
 @_plain

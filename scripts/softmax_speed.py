@@ -1,0 +1,93 @@
+"""Softmax speed on a 10^4 x 10^4 float32 array (or --n N): fastact (cpu, parallel; in place
+and into a preallocated out) vs scipy.special.softmax, the NumPy formula, and the memory
+floor (an in-place multiply over the same array with the same threads, in the same run).
+
+    python scripts/softmax_speed.py [--n 10000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from numba import njit, prange
+
+import fastact
+
+
+def _floor_kernel(parallel: bool):
+    @njit(parallel=parallel, error_model="numpy", fastmath={"contract"})
+    def scale(a, c):
+        for i in prange(a.size):
+            a[i] *= c
+
+    return scale
+
+
+def numpy_softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
+
+
+def best(fn, repeat):
+    fn()  # warm up (compile, page in)
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return min(ts)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    import scipy.special as sp
+
+    n = args.n
+    x = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    work = x.copy()
+    out = np.empty_like(x)
+    flat = work.reshape(-1)
+    c = np.float32(1.0000001)
+    floors = {p: _floor_kernel(p) for p in (False, True)}
+    res = {}
+    for target, par in (("cpu", False), ("parallel", True)):
+        fl = floors[par]
+        res[f"floor ({target}: x *= c in place)"] = best(lambda f=fl: f(flat, c), args.repeat)
+        res[f"fastact.softmax_ in place, {target}"] = best(
+            lambda t=target: fastact.softmax_(work, target=t), args.repeat
+        )
+        res[f"fastact.softmax out=, {target}"] = best(
+            lambda t=target: fastact.softmax(x, out=out, target=t), args.repeat
+        )
+    res["scipy.special.softmax(x, axis=-1)"] = best(lambda: sp.softmax(x, axis=-1), args.repeat)
+    res["numpy formula"] = best(lambda: numpy_softmax(x), args.repeat)
+    np.testing.assert_allclose(out, sp.softmax(x, axis=-1), rtol=1e-5, atol=1e-9)
+    print(f"softmax of {n} x {n} float32, best of {args.repeat}, threads={fastact_threads()}")
+    for k, v in res.items():
+        print(f"  {k:45s} {v * 1e3:9.1f} ms")
+    for target in ("cpu", "parallel"):
+        fl = res[f"floor ({target}: x *= c in place)"]
+        ip = res[f"fastact.softmax_ in place, {target}"]
+        op = res[f"fastact.softmax out=, {target}"]
+        print(f"  {target}: in place {ip / fl:.2f}x floor, out= {op / fl:.2f}x floor")
+    best_fa = min(res["fastact.softmax out=, parallel"], res["fastact.softmax out=, cpu"])
+    print(
+        f"  speed-up vs scipy {res['scipy.special.softmax(x, axis=-1)'] / best_fa:.1f}x, "
+        f"vs numpy {res['numpy formula'] / best_fa:.1f}x (fastact out=, best target)"
+    )
+
+
+def fastact_threads():
+    import numba
+
+    return numba.get_num_threads()
+
+
+if __name__ == "__main__":
+    main()
