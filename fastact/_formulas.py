@@ -78,7 +78,8 @@ def sigmoid(x):
 def sigmoid_grad(x):
     """σ(x)σ(-x) = t/(1+t)², t = e^-|x|, with 1 + t kept exact."""
     t = vm.exp(-abs(x))
-    return t / _sq2(*_one_plus(t))
+    hi, lo = _one_plus(t)
+    return t / _sq2(hi, lo)
 
 
 @scalar
@@ -97,7 +98,8 @@ def tanh_grad(x):
     """1 - tanh² = 4t/(1+t)², t = e^-2|x| (no cancellation where tanh rounds to ±1)."""
     T = type(x)
     t = vm.exp(T(-2) * abs(x))
-    return T(4) * t / _sq2(*_one_plus(t))
+    hi, lo = _one_plus(t)
+    return T(4) * t / _sq2(hi, lo)
 
 
 @scalar
