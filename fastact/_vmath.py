@@ -14,9 +14,22 @@ Contract (what ``_formulas`` relies on):
 - ``fma(a, b, c)`` = a·b + c with one rounding.
 - ``sq_split(x)`` = (hi, lo) with hi + lo == x·x exactly.
 
-This first version computes float32 through float64 ``math`` calls (scalar libm, exact to
-well under 1 float32 ULP) and float64 through ``math`` with care for cancellation and
-underflow.
+The Numba implementations are branch-free (selects, no data-dependent loops, no ``math.*``
+transcendental calls, which are scalar libm calls), so loops over them vectorize (AVX-512 zmm
+/ AVX2 ymm); float32 is computed in float32 throughout. Building blocks:
+
+- argument reduction x = k·ln2 + r, |r| <= ln2/2 (k by the 1.5·2^p rounding trick, r with two
+  FMAs) and a minimax polynomial for e^r − 1 = r + r²·P(r); 2^k applied by exponent-bit
+  arithmetic (``_scale2``), in two steps where the result may be subnormal;
+- log1p: 1 + x = m·2^k with m in [√½, √2), the rounding error of 1 + x folded back into
+  f = m − 1; log1p(f) by a minimax polynomial (float32) or fdlibm's s = f/(2+f) form (float64);
+- tanh and x − tanh x share G(x²) = (x − tanh x)/x³ (minimax on |x| < 1); beyond, with
+  t = e^(-2|x|), tanh|x| = 1 − 2t/(1+t) and |x| − tanh|x| = (|x| − 1) + 2t/(1+t);
+- erfcx: (1 + 2x)·erfcx(x) as a polynomial in t = (x − 3)/(x + 3) on [0, ∞) (the mapping of
+  Shepherd & Laframboise, 1981), divided by 1 + 2x.
+
+Coefficients are relative-error minimax fits made with ``tests/_vmath_fit.py`` (mpmath Remez).
+The pure-Python versions go through NumPy/``math`` in float64 (they serve the CUDA simulator).
 """
 
 from __future__ import annotations
@@ -28,10 +41,14 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic, overload, register_jitable
 
 _F32 = types.float32
 _F64 = types.float64
+
+# Options of every Numba implementation here: NumPy error model (a float division must not
+# get a ZeroDivisionError branch, which would stop vectorization) and FMA contraction only.
+_JIT = {"error_model": "numpy", "fastmath": {"contract"}}
 
 # --------------------------------------------------------------------------- fma
 
@@ -84,21 +101,414 @@ def _ol_sq_split(x):
     return None
 
 
-# ------------------------------------------------------------------ elementary
+# ------------------------------------------------------- bit-level intrinsics
+# (float32: 32-bit integers, 8-bit exponent; float64: 64-bit, 11-bit; all in the float's
+# own lane width, so they vectorize at full width.)
 
 
-def _generic(pyfunc, f32impl, f64impl):
-    """Register Numba implementations of ``pyfunc`` for float32 and float64."""
+def _layout(t):
+    """(integer type, mantissa bits, exponent bias) of float type t."""
+    return (ir.IntType(32), 23, 127) if t == _F32 else (ir.IntType(64), 52, 1023)
 
-    @overload(pyfunc)
-    def _ol(x):
-        if x == _F32:
-            return f32impl
-        if x == _F64:
-            return f64impl
+
+@intrinsic
+def _scale2(typingctx, y, k):
+    """y·2^k for an integral float k with 2^k a normal number (no range check)."""
+    if not (y == k and y in (_F32, _F64)):
         return None
 
-    return pyfunc
+    def codegen(context, builder, signature, args):
+        yv, kv = args
+        ity, mbits, bias = _layout(y)
+        e = builder.shl(builder.add(builder.fptosi(kv, ity), ity(bias)), ity(mbits))
+        return builder.fmul(yv, builder.bitcast(e, yv.type))
+
+    return y(y, k), codegen
+
+
+@intrinsic
+def _log_split(typingctx, u):
+    """(m, k) with u = m·2^k, m in [√½, √2), k an integral float; u positive and normal."""
+    if u not in (_F32, _F64):
+        return None
+    rty = types.UniTuple(u, 2)
+
+    def codegen(context, builder, signature, args):
+        (uv,) = args
+        ity, mbits, bias = _layout(u)
+        one = bias << mbits
+        sqrth = 0x3F3504F3 if u == _F32 else 0x3FE6A09E667F3BCD  # bits of √½
+        b = builder.add(builder.bitcast(uv, ity), ity(one - sqrth))
+        k = builder.sub(builder.ashr(b, ity(mbits)), ity(bias))
+        mb = builder.add(builder.and_(b, ity((1 << mbits) - 1)), ity(sqrth))
+        m = builder.bitcast(mb, uv.type)
+        return context.make_tuple(builder, rty, [m, builder.sitofp(k, uv.type)])
+
+    return rty(u), codegen
+
+
+@intrinsic
+def _copysign(typingctx, a, b):
+    """|a| with the sign of b."""
+    if not (a == b and a in (_F32, _F64)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ty = args[0].type
+        name = "llvm.copysign.f32" if a == _F32 else "llvm.copysign.f64"
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty, ty]), name)
+        return builder.call(fn, args)
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def _inline_me(typingctx):
+    """Mark the LLVM function being compiled ``alwaysinline``.
+
+    The template below is inlined into its caller at the Numba IR level, so this marks the
+    scalar formula that uses the math layer: LLVM then inlines the formula into the kernel
+    loop (its size would exceed the inliner's threshold), which is what lets the loop
+    vectorize.
+    """
+
+    def codegen(context, builder, signature, args):
+        attrs = builder.function.attributes
+        if "noinline" not in attrs:
+            attrs.add("alwaysinline")
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+# ------------------------------------------------------------ coefficients
+# Minimax fits from tests/_vmath_fit.py (ascending powers of each polynomial P; the comment
+# names the fitted function and its maximum relative error).
+
+# expm1 degree 7: max weighted error 2.39e-10 (2^-31.96)
+_EXPM1_32 = (  # x^2 .. x^7
+    5.0000000441372353817e-1,
+    1.6666666370646278592e-1,
+    4.1666361036241174024e-2,
+    8.3333893457752790083e-3,
+    1.3940616928762777153e-3,
+    1.9845877188401046543e-4,
+)
+
+# expm1 degree 12: max weighted error 2.6012e-19 (2^-61.74)
+_EXPM1_64 = (  # x^2 .. x^12
+    5.0000000000000000085e-1,
+    1.6666666666666676498e-1,
+    4.1666666666666508934e-2,
+    8.3333333333217007052e-3,
+    1.3888888888962314036e-3,
+    1.9841269885939472315e-4,
+    2.480158717261305618e-5,
+    2.7557244403769721558e-6,
+    2.7557402611341255693e-7,
+    2.5108967627310720502e-8,
+    2.0875329779247029557e-9,
+)
+
+# log1p32 degree 10: max weighted error 4.0854e-9 (2^-27.87)
+_LOG1P_32 = (  # x^2 .. x^10
+    -4.999998834628838397e-1,
+    3.3333325691988389538e-1,
+    -2.5001582965454655083e-1,
+    2.000197393747105086e-1,
+    -1.6609082507468749225e-1,
+    1.4181824956560386301e-1,
+    -1.3242988094811879365e-1,
+    1.2904434780001704215e-1,
+    -7.6217793124133948413e-2,
+)
+
+# log1p64 degree 7: max weighted error 2.4634e-18 (2^-58.49)
+_LOG1P_64 = (  # x^1 .. x^7
+    6.6666666666667344121e-1,
+    3.9999999999414679102e-1,
+    2.8571428742387475787e-1,
+    2.2222198573198152938e-1,
+    1.8183564325478339753e-1,
+    1.5314050566921681405e-1,
+    1.4795949567483936973e-1,
+)
+
+# xmtanh degree 7: max weighted error 5.2859e-9 (2^-27.5)
+_XMT_32 = (  # x^0 .. x^7
+    3.3333333157136612024e-1,
+    -1.3333310695033978049e-1,
+    5.39634209467881997e-2,
+    -2.1829585435433172916e-2,
+    8.6979508982313878259e-3,
+    -3.2069534428497723039e-3,
+    9.2360910984434358547e-4,
+    -1.4282391356205560353e-4,
+)
+
+# xmtanh degree 15: max weighted error 1.4209e-17 (2^-55.97)
+_XMT_64 = (  # x^0 .. x^15
+    3.333333333333333286e-1,
+    -1.3333333333333090569e-1,
+    5.396825396804674067e-2,
+    -2.1869488529139735058e-2,
+    8.8632354047410990164e-3,
+    -3.5921266808670781252e-3,
+    1.4558247011291143585e-3,
+    -5.899793319170187787e-4,
+    2.3895716104783780252e-4,
+    -9.6463005158440979652e-5,
+    3.8389951467623005844e-5,
+    -1.4606501922546108364e-5,
+    4.988038247712406701e-6,
+    -1.3793194855786344423e-6,
+    2.6334848468921784865e-7,
+    -2.5160441733211791233e-8,
+)
+
+# (1+2x)·erfcx(x) = P(-1) + (1+t)·S(t), t = (x-3)/(x+3): max weighted error 3.2354e-9 (2^-28.2)
+_ERFCX_32_F0 = 0.99999999676455870853
+_ERFCX_32 = (  # S, ascending powers of t
+    2.5300806006918797339e-1,
+    -3.8862911788919794647e-1,
+    3.4106693403155786923e-1,
+    -2.114230778985221891e-1,
+    9.2148043718511645276e-2,
+    -2.3829903704109917033e-2,
+    6.5589234710278749571e-5,
+    2.4296862113548489687e-3,
+    -5.5370077623879509487e-4,
+    -1.6869682720005079031e-4,
+    7.576717002094072516e-5,
+)
+
+# (1+2x)·erfcx(x) = P(-1) + (1+t)·S(t), t = (x-3)/(x+3): max weighted error 5.9305e-18 (2^-57.23)
+_ERFCX_64_F0 = 0.99999999999999999407
+_ERFCX_64 = (  # S, ascending powers of t
+    2.5300805826972965143e-1,
+    -3.8862916439431084422e-1,
+    3.4106687004086213119e-1,
+    -2.1142171133809960007e-1,
+    9.2148047922688830496e-2,
+    -2.3840020578763514886e-2,
+    6.9505662070328167935e-5,
+    2.4598861546722310599e-3,
+    -5.7119581448932720295e-4,
+    -2.0863646236605641548e-4,
+    1.0347677127148057561e-4,
+    2.1622601324186520128e-5,
+    -1.6673511093626472846e-5,
+    -3.4271119993078707963e-6,
+    2.696544666327017875e-6,
+    7.7596809317896565445e-7,
+    -4.2063243672431812582e-7,
+    -1.9613066847198315374e-7,
+    5.6110896662541539084e-8,
+    4.5841276148777316491e-8,
+    -5.0877756517827890235e-9,
+    -8.2724117829760786537e-9,
+    1.758547034100492672e-10,
+    8.1876534130039399248e-10,
+)
+
+# ------------------------------------------------------- Numba implementations
+# One template, compiled for each float type: ``F`` is np.float32 or np.float64 and the
+# upper-case names are constants of that type (Numba freezes them). Names starting with
+# ``_p_`` are the polynomials (Horner, contracted to FMAs).
+
+_TEMPLATE = '''
+def _clamp(x, lo, hi):
+    # x limited to [lo, hi]; NaN becomes lo (callers restore NaN with a final select)
+    y = x if x > lo else lo
+    return y if y < hi else hi
+
+
+def _expm1_red(x):
+    # (e^r - 1, k) with x = k*ln2 + r, |r| <= ln2/2, k integral; x finite, |x| < 2^20
+    k = (x * LOG2E + SHIFTER) - SHIFTER
+    r = fma(-k, LN2_HI, x)
+    r = fma(-k, LN2_LO, r)
+    return fma(r * r, _p_expm1(r), r), k
+
+
+def _q_tail(ax):
+    # 2t/(1+t), t = e^(-2ax), for ax >= 0 (finite garbage for NaN)
+    em1, k = _expm1_red(_clamp(F(-2) * ax, TANH_LO, F(0)))
+    t = _scale2(em1 + F(1), k)
+    return F(2) * t / (F(1) + t)
+
+
+def exp_impl(x):
+    _inline_me()
+    em1, k = _expm1_red(_clamp(x, EXP_LO, EXP_HI))
+    k1 = (k * F(0.5) + SHIFTER) - SHIFTER
+    y = _scale2(_scale2(em1 + F(1), k1), k - k1)
+    return y if x == x else x
+
+
+def expm1_impl(x):
+    _inline_me()
+    em1, k = _expm1_red(_clamp(x, EM1_LO, EM1_HI))
+    s = _scale2(F(1), k - F(1))
+    y = F(2) * fma(s, em1, s - F(0.5))
+    return y if abs(x) >= TINY else x
+
+
+def log1p_impl(x):
+    _inline_me()
+    u = x + F(1)
+    m, k = _log_split(u)
+    c = x - (u - F(1))
+    c = c if u < TWO_P else F(0)
+    kc = k if k < KC_MAX else KC_MAX
+    f = (m - F(1)) + _scale2(c, -kc)
+    r = fma(k, LN2_HI, fma(k, LN2_LO, _log_tail(f)) + f)
+    r = x if (x == INF or not abs(x) >= TINY) else r
+    return r if x > F(-1) else (-INF if x == F(-1) else NAN)
+
+
+def tanh_impl(x):
+    _inline_me()
+    ax = abs(x)
+    z = ax * ax
+    small = fma(-(ax * z), _p_xmt(z), ax)
+    big = F(1) - _q_tail(ax)
+    r = _copysign(small if ax < F(1) else big, x)
+    return r if x == x else x
+
+
+def xmtanh_impl(x):
+    _inline_me()
+    ax = abs(x)
+    z = ax * ax
+    small = fma(ax, z, ax * fma(ax, ax, -z)) * _p_xmt(z)
+    big = (ax - F(1)) + _q_tail(ax)
+    r = _copysign(small if ax < F(1) else big, x)
+    return r if x == x else x
+
+
+def xexp_impl(a, x):
+    _inline_me()
+    em1, k = _expm1_red(_clamp(x, XEXP_LO, XEXP_HI))
+    deep = k < K_DEEP
+    s0 = S_DEEP if deep else F(1)
+    k = k + K_ADD if deep else k
+    k1 = (k * F(0.5) + SHIFTER) - SHIFTER
+    ap = fma(a, em1, a)  # a·e^r rounded once (a·e^r is a itself for a = ±inf)
+    ap = ap if abs(a) < INF else a
+    y = _scale2(_scale2(ap * s0, k1), k - k1)
+    return y if x <= XEXP_HI else (a * INF if x > XEXP_HI else x)
+
+
+def erfcx_impl(x):
+    _inline_me()
+    # F = (1+2x) erfcx(x) = 1 + w; erfcx = 1 + (w - 2x)/(1 + 2x) near 1 (x < 1/2, no
+    # rounding of F next to 1), else (1 + w)/2 / (x + 1/2) (no overflow of 2x)
+    u = F(2) * (x / (x + F(3)))
+    w = fma(u, _p_erfcx(u - F(1)), ERFCX_F0M1)
+    near = x < F(0.5)
+    num = (w - F(2) * x) if near else F(0.5) + F(0.5) * w
+    den = (F(1) + F(2) * x) if near else x + F(0.5)
+    r = (F(1) if near else F(0)) + num / den
+    return r if x != INF else F(0)
+'''
+
+_LOG_TAIL = {
+    # log1p(f) - f for f in [√½ - 1, √2 - 1]
+    "float32": '''
+def _log_tail(f):
+    return (f * f) * _p_log(f)
+''',
+    # fdlibm's form: s = f/(2+f), log1p(f) = f - (f²/2 - s(f²/2 + R(s²)))
+    "float64": '''
+def _log_tail(f):
+    s = f / (F(2) + f)
+    z = s * s
+    hfsq = F(0.5) * f * f
+    return s * (hfsq + z * _p_log(z)) - hfsq
+''',
+}
+
+
+def _horner(name, coeffs):
+    """Source of ``def name(x)`` evaluating sum coeffs[i]·x^i by Horner's rule."""
+    expr = f"F({coeffs[-1]!r})"
+    for c in coeffs[-2::-1]:
+        expr = f"({expr} * x + F({c!r}))"
+    return f"\ndef {name}(x):\n    return {expr}\n"
+
+
+def _build(F, polys, consts):
+    """Compile the template for float type F; returns its namespace."""
+    ns = {"F": F, "fma": fma, "_scale2": _scale2, "_log_split": _log_split, "_copysign": _copysign,
+          "_inline_me": _inline_me}
+    ns.update({k: F(v) for k, v in consts.items()})
+    src = "".join(_horner(n, c) for n, c in polys.items()) + _LOG_TAIL[F.__name__] + _TEMPLATE
+    exec(compile(src, f"<fastact._vmath template {F.__name__}>", "exec"), ns)  # noqa: S102
+    for obj in list(ns.values()):
+        if isinstance(obj, type(_build)) and obj.__globals__ is ns:
+            register_jitable(inline="always", **_JIT)(obj)
+    return ns
+
+
+_LN2 = 0.69314718055994530942
+
+
+def _split(v, t):
+    """(hi, lo): hi = v rounded to float type t, lo = the rest rounded."""
+    hi = t(v)
+    return float(hi), float(v - float(hi))
+
+
+_N32 = _build(
+    np.float32,
+    {"_p_expm1": _EXPM1_32, "_p_log": _LOG1P_32, "_p_xmt": _XMT_32, "_p_erfcx": _ERFCX_32},
+    {
+        "LOG2E": 1.4426950408889634, "SHIFTER": 1.5 * 2**23,
+        "LN2_HI": _split(_LN2, np.float32)[0], "LN2_LO": _split(_LN2, np.float32)[1],
+        "EXP_LO": -104.0, "EXP_HI": 89.0,          # e^x: 0 below, inf above
+        "EM1_LO": -18.0, "EM1_HI": 89.0, "TINY": 2.0**-25,  # expm1, log1p: x below TINY
+        "TANH_LO": -80.0,                           # e^(-2|x|), one-step scaling
+        "XEXP_LO": -194.0, "XEXP_HI": 176.0,        # a·e^x: 0 below for any finite a
+        "K_DEEP": -200.0, "S_DEEP": 2.0**-64, "K_ADD": 64.0,
+        "TWO_P": 2.0**24, "KC_MAX": 64.0,           # 1+x exact-error range, 2^-k clamp
+        "INF": math.inf, "NAN": math.nan, "ERFCX_F0M1": _ERFCX_32_F0 - 1.0,
+    },
+)
+
+_N64 = _build(
+    np.float64,
+    {"_p_expm1": _EXPM1_64, "_p_log": _LOG1P_64, "_p_xmt": _XMT_64, "_p_erfcx": _ERFCX_64},
+    {
+        "LOG2E": 1.4426950408889634, "SHIFTER": 1.5 * 2**52,
+        "LN2_HI": _LN2, "LN2_LO": 2.3190468138462996e-17,
+        "EXP_LO": -746.0, "EXP_HI": 710.0,
+        "EM1_LO": -40.0, "EM1_HI": 710.0, "TINY": 2.0**-54,
+        "TANH_LO": -700.0,
+        "XEXP_LO": -1456.0, "XEXP_HI": 1416.0,
+        "K_DEEP": -1900.0, "S_DEEP": 2.0**-600, "K_ADD": 600.0,
+        "TWO_P": 2.0**53, "KC_MAX": 512.0,
+        "INF": math.inf, "NAN": math.nan, "ERFCX_F0M1": -5.93e-18,
+    },
+)
+
+
+def _pick(name, *args):
+    """The template's ``name`` for all-float32 or all-float64 arguments, else None."""
+    for t, ns in ((_F32, _N32), (_F64, _N64)):
+        if all(a == t for a in args):
+            return ns[name]
+    return None
+
+
+def _register(pyfunc, name):
+    """Overload the one-argument ``pyfunc`` with the template's ``name``."""
+    overload(pyfunc, jit_options=_JIT, inline="always")(lambda x: _pick(name, x))
+
+
+# --------------------------------------------------------- public functions
+# The Python bodies are the reference semantics in float64 (NumPy / math); they also serve
+# the CUDA simulator. The Numba implementations are the template above.
 
 
 def exp(x):
@@ -124,15 +534,6 @@ def tanh(x):
     return type(x)(np.tanh(x))
 
 
-_generic(exp, lambda x: np.float32(math.exp(np.float64(x))), lambda x: math.exp(x))
-_generic(expm1, lambda x: np.float32(math.expm1(np.float64(x))), lambda x: math.expm1(x))
-_generic(log1p, lambda x: np.float32(math.log1p(np.float64(x))), lambda x: math.log1p(x))
-_generic(tanh, lambda x: np.float32(math.tanh(np.float64(x))), lambda x: math.tanh(x))
-
-
-# ------------------------------------------------------------------- compound
-
-
 def xexp(a, x):
     """a·e^x without underflow of the intermediate e^x."""
     if x != x or a != a:
@@ -143,26 +544,6 @@ def xexp(a, x):
         h = math.exp(0.5 * float(x))
         return type(a)((float(a) * h) * h)
     return type(a)(float(a) * math.exp(x))
-
-
-@overload(xexp)
-def _ol_xexp(a, x):
-    if a == x == _F32:
-
-        def impl32(a, x):
-            return np.float32(np.float64(a) * math.exp(np.float64(x)))
-
-        return impl32
-    if a == x == _F64:
-
-        def impl64(a, x):
-            if x < -700.0:
-                h = math.exp(0.5 * x)
-                return (a * h) * h
-            return a * math.exp(x)
-
-        return impl64
-    return None
 
 
 # erfcx(x) = e^(x^2) erfc(x); below _ERFCX_ASYM it is formed from erfc and an exact square,
@@ -194,53 +575,6 @@ def erfcx(x):
     return type(x)(_erfcx64(float(x)))
 
 
-@overload(erfcx)
-def _ol_erfcx(x):
-    if x == _F32:
-
-        def impl32(x):
-            if x != x:
-                return x
-            if x == np.float32(np.inf):
-                return np.float32(0.0)
-            return np.float32(_erfcx64_nb(np.float64(x)))
-
-        return impl32
-    if x == _F64:
-
-        def impl64(x):
-            if x != x:
-                return x
-            if x == np.inf:
-                return 0.0
-            return _erfcx64_nb(x)
-
-        return impl64
-    return None
-
-
-def _erfcx64_nb(x):
-    return _erfcx64(x)
-
-
-@overload(_erfcx64_nb)
-def _ol_erfcx64_nb(x):
-    def impl(x):
-        if x < _ERFCX_ASYM:
-            hi = x * x
-            lo = fma(x, x, -hi)
-            return math.erfc(x) * math.exp(hi) * (1.0 + lo)
-        v = 1.0 / (2.0 * x * x)
-        s = 1.0
-        term = 1.0
-        for n in range(1, 12):
-            term = -term * (2 * n - 1) * v
-            s += term
-        return s * _INV_SQRTPI / x
-
-    return impl
-
-
 # x - tanh x = x·K/(1+K) with K the tail of tanh's continued fraction
 # tanh x = x/(1 + x²/(3 + x²/(5 + ...))): every term positive, no cancellation.
 _XMT_CF = 2.0
@@ -263,29 +597,7 @@ def xmtanh(x):
     return type(x)(_xmtanh64(float(x)))
 
 
-def _xmtanh64_nb(x):
-    return _xmtanh64(x)
-
-
-@overload(_xmtanh64_nb)
-def _ol_xmtanh64_nb(x):
-    def impl(x):
-        ax = abs(x)
-        if not ax < _XMT_CF:
-            return x - math.tanh(x)
-        x2 = x * x
-        k = 0.0
-        for n in range(_XMT_TERMS, 0, -1):
-            k = x2 / ((2 * n + 1) + k)
-        return x * k / (1.0 + k)
-
-    return impl
-
-
-@overload(xmtanh)
-def _ol_xmtanh(x):
-    if x == _F32:
-        return lambda x: np.float32(_xmtanh64_nb(np.float64(x)))
-    if x == _F64:
-        return lambda x: _xmtanh64_nb(x)
-    return None
+for _f in (exp, expm1, log1p, tanh, erfcx, xmtanh):
+    _register(_f, _f.__name__ + "_impl")
+del _f
+overload(xexp, jit_options=_JIT, inline="always")(lambda a, x: _pick("xexp_impl", a, x))

@@ -1,0 +1,152 @@
+"""Minimax (discrete Remez) fits for the polynomial kernels of ``fastact/_vmath.py``.
+
+Not a test: run ``python tests/_vmath_fit.py NAME`` to regenerate the coefficient tables
+printed there (mpmath at 60 digits; relative-error weights as stated per kernel).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import mpmath as mp
+
+mp.mp.dps = 60
+
+
+def remez(f, w, powers, a, b, grid=3000, iters=40, xmap=None):
+    """Coefficients c minimising max |w(x)(sum c_i x^powers_i - f(x))| on [a, b].
+
+    f, w: mpmath functions of the fit variable x. Returns (coeffs, max weighted error).
+    """
+    n = len(powers)
+    # Chebyshev-distributed grid
+    xs = [
+        mp.mpf(a) + (mp.mpf(b) - a) * (1 - mp.cos(mp.pi * k / (grid - 1))) / 2
+        for k in range(grid)
+    ]
+    fs = [f(x) for x in xs]
+    ws = [w(x) for x in xs]
+    basis = [[x**p for p in powers] for x in xs]
+    idx = [int(round((grid - 1) * (1 - mp.cos(mp.pi * j / n)) / 2)) for j in range(n + 1)]
+    best = None
+    for _ in range(iters):
+        A = mp.matrix(n + 1, n + 1)
+        rhs = mp.matrix(n + 1, 1)
+        for r, i in enumerate(idx):
+            for c in range(n):
+                A[r, c] = basis[i][c]
+            A[r, n] = (-1) ** r / ws[i]
+            rhs[r] = fs[i]
+        sol = mp.lu_solve(A, rhs)
+        coef = [sol[c] for c in range(n)]
+        err = [
+            ws[i] * (mp.fsum(cc * bb for cc, bb in zip(coef, basis[i])) - fs[i])
+            for i in range(grid)
+        ]
+        emax = max(abs(e) for e in err)
+        if best is None or emax < best[1]:
+            best = (coef, emax)
+        # extrema of alternating segments
+        ext = []
+        start = 0
+        for i in range(1, grid + 1):
+            if i == grid or mp.sign(err[i]) != mp.sign(err[start]):
+                seg = range(start, i)
+                ext.append(max(seg, key=lambda j: abs(err[j])))
+                start = i
+        while len(ext) > n + 1:
+            if abs(err[ext[0]]) < abs(err[ext[-1]]):
+                ext.pop(0)
+            else:
+                ext.pop()
+        if len(ext) < n + 1:
+            break
+        if ext == idx:
+            break
+        idx = ext
+    return best
+
+
+def show(name, coef, emax, powers):
+    print(f"# {name}: max weighted error {mp.nstr(emax, 5)} (2^{mp.nstr(mp.log(emax, 2), 4)})")
+    for p, c in zip(powers, coef):
+        print(f"    {mp.nstr(c, 20, min_fixed=-1, max_fixed=1)},  # x^{p}")
+
+
+def fit(name, deg):
+    L = {}
+    if name == "exp":  # e^r = 1 + r + r^2 P(r), |r| <= ln2/2; weight: relative to e^r
+        h = mp.log(2) / 2
+        powers = list(range(2, deg + 1))
+        f = lambda r: mp.expm1(r) - r  # noqa: E731
+        w = lambda r: 1 / mp.exp(r)  # noqa: E731
+        L = dict(a=-h, b=h)
+    elif name == "expm1":  # same form, weight relative to expm1(r)
+        h = mp.log(2) / 2
+        powers = list(range(2, deg + 1))
+        f = lambda r: mp.expm1(r) - r  # noqa: E731
+        w = lambda r: 1 / abs(mp.expm1(r)) if r != 0 else mp.mpf(10) ** 30  # noqa: E731
+        L = dict(a=-h, b=h)
+    elif name == "log1p32":  # log1p(f) = f + f^2 Q(f), f in [sqrt(1/2)-1, sqrt(2)-1]
+        powers = list(range(2, deg + 1))
+        f = lambda u: mp.log1p(u) - u  # noqa: E731
+        w = lambda u: 1 / abs(mp.log1p(u)) if u != 0 else mp.mpf(10) ** 30  # noqa: E731
+        L = dict(a=mp.sqrt(0.5) - 1, b=mp.sqrt(2) - 1)
+    elif name == "log1p64":  # R(z) = 2 sum z^k/(2k+1), z = s^2, s = f/(2+f); absolute
+        s_max = (mp.sqrt(2) - 1) / (mp.sqrt(2) + 1)
+        powers = list(range(1, deg + 1))
+        f = lambda z: 2 * (mp.atanh(mp.sqrt(z)) / mp.sqrt(z) - 1) if z else mp.mpf(0)  # noqa: E731
+        w = lambda z: mp.mpf(1)  # noqa: E731
+        L = dict(a=0, b=s_max**2)
+    elif name == "xmtanh":  # (x - tanh x)/x^3 = G(z), z = x^2 in [0, 1]; relative
+        powers = list(range(0, deg + 1))
+        f = lambda z: (mp.sqrt(z) - mp.tanh(mp.sqrt(z))) / mp.sqrt(z) ** 3 if z else mp.mpf(1) / 3  # noqa: E731
+        w = lambda z: 1 / f(z)  # noqa: E731
+        L = dict(a=0, b=1)
+    elif name.startswith("erfcxu"):  # (1+2x) erfcx(x) = F(u), u = 2x/(x+K) in [0, 2]; relative
+        K = mp.mpf(name[6:] or 3)
+        powers = list(range(0, deg + 1))
+
+        def f(u):
+            if u == 2:
+                return 2 / mp.sqrt(mp.pi)
+            x = K * u / (2 - u)
+            return (1 + 2 * x) * mp.exp(x * x) * mp.erfc(x)
+
+        w = lambda u: 1 / f(u)  # noqa: E731
+        L = dict(a=0, b=2)
+    elif name.startswith("erfcx"):  # (1+2x) erfcx(x) = F(t), t = (x-K)/(x+K); relative
+        K = mp.mpf(name[5:] or 4)
+        powers = list(range(0, deg + 1))
+
+        def f(t):
+            if t == 1:
+                return 2 / mp.sqrt(mp.pi)
+            x = K * (1 + t) / (1 - t)
+            return (1 + 2 * x) * mp.exp(x * x) * mp.erfc(x)
+
+        w = lambda t: 1 / f(t)  # noqa: E731
+        L = dict(a=-1, b=1)
+    else:
+        raise SystemExit(f"unknown kernel {name}")
+    coef, emax = remez(f, w, powers, **L)
+    show(f"{name} degree {deg}", coef, emax, powers)
+    return coef, emax
+
+
+def deflate(coef, a):
+    """(P(a), S) with P(t) = P(a) + (t - a)·S(t) (synthetic division, exact in mpmath)."""
+    s = []
+    acc = mp.mpf(0)
+    for c in reversed(coef):
+        acc = acc * a + c
+        s.append(acc)
+    value = s.pop()
+    return value, s[::-1]
+
+
+if __name__ == "__main__":
+    coef, emax = fit(sys.argv[1], int(sys.argv[2]))
+    if sys.argv[1].startswith("erfcx"):  # the form used: F = P(-1) + (1 + t)·S(t)
+        p0, s = deflate(coef, -1)
+        show(f"P(-1) = {mp.nstr(p0, 20)}; S", s, emax, range(len(s)))

@@ -1,0 +1,275 @@
+"""The math layer ``fastact._vmath``: ULP error of the compiled (Numba) functions against
+float64/SciPy references (float32) and mpmath (float64), C99 special values, the Python
+fallbacks, and that the CPU kernels built on it are SIMD code.
+
+Bounds (max ULP over the samples here; measured values are a little lower):
+
+=========  =======  =======
+function   float32  float64
+=========  =======  =======
+exp        1.0      1.0
+expm1      1.5      1.5
+log1p      1.5      1.0
+tanh       1.5      1.0
+erfcx      2.5      2.0
+xmtanh     3.0      2.0
+xexp       1.5      1.5
+=========  =======  =======
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import re
+from fractions import Fraction
+
+import mpmath as mp
+import numpy as np
+import pytest
+from _vmath_ulp import (
+    NAMES,
+    REF64,
+    bits32,
+    bits64,
+    loop,
+    ref_mp,
+    ulp32,
+    ulp64,
+)
+
+from fastact import _formulas
+from fastact import _vmath as vm
+
+BOUND32 = {"exp": 1.0, "expm1": 1.5, "log1p": 1.5, "tanh": 1.5, "erfcx": 2.5, "xmtanh": 3.0}
+BOUND64 = {"exp": 1.0, "expm1": 1.5, "log1p": 1.0, "tanh": 1.0, "erfcx": 2.0, "xmtanh": 2.0}
+XEXP_BOUND = {np.float32: 1.5, np.float64: 1.5}
+
+# whole range where the result is finite and not trivially 0, ±1 or x; 'uniform' part
+RANGE32 = {
+    "exp": (-104.0, 89.0),
+    "expm1": (-20.0, 89.0),
+    "log1p": (-1.0, 3.4e38),
+    "tanh": (-12.0, 12.0),
+    "erfcx": (0.0, 3.4e38),
+    "xmtanh": (-12.0, 12.0),
+}
+RANGE64 = {
+    "exp": (-746.0, 710.0),
+    "expm1": (-40.0, 710.0),
+    "log1p": (-1.0, 1.7e308),
+    "tanh": (-20.0, 20.0),
+    "erfcx": (0.0, 1.7e308),
+    "xmtanh": (-20.0, 20.0),
+}
+# points near the edges: underflow/overflow of e^x, subnormal results, 0, the cut-overs
+EDGES = {
+    "exp": [-745.2, -745.0, -744.4, -708.4, -103.97, -103.2, -88.0, -87.34, -87.0, 88.72,
+            88.7228, 709.78, -1e-8, 1e-8, 0.3465, -0.3466],
+    "expm1": [-17.5, -17.3, -1e-5, 1e-5, 2.0**-26, -(2.0**-26), 0.34657, -0.34657, 88.72,
+              709.78, -37.0],
+    "log1p": [-0.99999994, -0.9999, -0.5, -0.2929, 0.4142, 1e-9, -1e-9, 2.0**24, 2.0**24 + 2,
+              2.0**53, 3e38, 1e300],
+    "tanh": [0.999, 1.0, 1.0001, -0.999, -1.0, 1e-10, -1e-10, 0.55, 9.0, 19.0],
+    "erfcx": [1e-10, 0.49, 0.5, 0.51, 2.9, 3.0, 3.1, 1e4, 1e8, 1e20, 1e38, 3e38, 1e300],
+    "xmtanh": [0.999, 1.0, 1.0001, -0.999, -1.0, 1e-10, -1e-10, 1e-20, 1e-40, 9.0, 19.0],
+}
+
+
+def _sample32(name, n=100_000, seed=0):
+    rng = np.random.default_rng(seed)
+    lo, hi = RANGE32[name]
+    x = np.concatenate([
+        bits32(rng, n, lo, hi),
+        rng.uniform(max(lo, -30.0), min(hi, 30.0), n).astype(np.float32),
+        np.array([v for v in EDGES[name] if abs(v) < 3e38], np.float32),
+    ])
+    x = np.nextafter(x, x + np.float32(1))[: x.size]  # keep dtype, perturb a little
+    if name == "erfcx":
+        x = np.abs(x)
+    if name == "log1p":
+        x = x[x > -1]
+    return x[np.isfinite(x)]
+
+
+def _sample64(name, n=1000, seed=0):
+    rng = np.random.default_rng(seed)
+    lo, hi = RANGE64[name]
+    x = np.concatenate([bits64(rng, n, lo, hi), rng.uniform(max(lo, -30.0), min(hi, 30.0), n),
+                        np.array(EDGES[name], np.float64)])
+    if name == "erfcx":
+        x = np.abs(x)
+    if name == "log1p":
+        x = x[x > -1]
+    return x
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ulp_float32(name):
+    x = _sample32(name)
+    got = loop(name)(x)
+    assert got.dtype == np.float32
+    err = ulp32(got, REF64[name](x.astype(np.float64)))
+    i = int(np.argmax(err))
+    print(f"\n{name} float32: max {err[i]:.3f} ULP at x={x[i]!r}")
+    assert err[i] <= BOUND32[name], (x[i], got[i])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ulp_float64(name):
+    x = _sample64(name)
+    got = loop(name)(x)
+    assert got.dtype == np.float64
+    err = ulp64(got, ref_mp(name, x))
+    i = int(np.argmax(err))
+    print(f"\n{name} float64: max {err[i]:.3f} ULP at x={x[i]!r}")
+    assert err[i] <= BOUND64[name], (x[i], got[i])
+
+
+def test_exp_subnormal_results_dense():
+    """e^x kept (not flushed) down to the smallest subnormal; every float32 in the range."""
+    lo = np.float32(-103.98).view(np.int32)
+    hi = np.float32(-87.33).view(np.int32)
+    x = np.arange(hi, lo, 37, dtype=np.int32).view(np.float32)
+    err = ulp32(loop("exp")(x), np.exp(x.astype(np.float64)))
+    assert err.max() <= 1.0  # the usual error, no flush and no extra rounding
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_xexp(dtype):
+    """a·e^x: one rounding region, no underflow of e^x when a·e^x is normal."""
+    rng = np.random.default_rng(5)
+    n = 20_000 if dtype == np.float32 else 1500
+    big = 104.0 if dtype == np.float32 else 745.0
+    top = 88.0 if dtype == np.float32 else 709.0
+    emax = 120 if dtype == np.float32 else 1000
+    a = np.concatenate([rng.uniform(-4, 4, n), np.exp2(rng.uniform(-emax, emax, n))
+                        * rng.choice([-1.0, 1.0], n)]).astype(dtype)
+    x = np.concatenate([rng.uniform(-1.9 * big, top, n), rng.uniform(-30, 30, n)]).astype(dtype)
+    got = loop("xexp")(a, x)
+    assert got.dtype == dtype
+    if dtype == np.float32:
+        ref = np.exp(x.astype(np.float64) + np.log(np.abs(a.astype(np.float64)))) * np.sign(a)
+        err = ulp32(got, ref)
+    else:
+        with mp.workprec(90):
+            ref = [mp.mpf(float(ai)) * mp.exp(mp.mpf(float(xi))) for ai, xi in zip(a, x)]
+        err = ulp64(got, ref)
+    i = int(np.argmax(err))
+    print(f"\nxexp {np.dtype(dtype).name}: max {err[i]:.3f} ULP at a={a[i]!r} x={x[i]!r}")
+    assert err[i] <= XEXP_BOUND[dtype]
+    # e^x underflows to 0 or a subnormal, a·e^x is normal
+    small = np.array([-100.0, -103.0, -120.0, -150.0, -180.0], dtype)
+    if dtype == np.float64:
+        small = small * 7.3
+    aa = np.full_like(small, 1e30 if dtype == np.float32 else 1e300)
+    got = loop("xexp")(aa, small)
+    ref = [mp.mpf(float(p)) * mp.exp(mp.mpf(float(q))) for p, q in zip(aa, small)]
+    err = ulp64(got.astype(np.float64), ref) if dtype == np.float64 else ulp32(
+        got, np.array([float(r) for r in ref]))
+    assert err.max() <= XEXP_BOUND[dtype], (small, got)
+
+
+_INF, _NAN = math.inf, math.nan
+SPECIALS = {  # name: [(x, expected)] (pairs, since 0.0 == -0.0 as dict keys)
+    "exp": [(0.0, 1.0), (-0.0, 1.0), (_INF, _INF), (-_INF, 0.0), (_NAN, _NAN),
+            (1000.0, _INF), (-1000.0, 0.0)],
+    "expm1": [(0.0, 0.0), (-0.0, -0.0), (_INF, _INF), (-_INF, -1.0), (_NAN, _NAN),
+              (1000.0, _INF), (-1000.0, -1.0), (1e-40, 1e-40), (-1e-40, -1e-40)],
+    "log1p": [(0.0, 0.0), (-0.0, -0.0), (_INF, _INF), (-1.0, -_INF), (-2.0, _NAN),
+              (-_INF, _NAN), (_NAN, _NAN), (1e-40, 1e-40), (-1e-40, -1e-40)],
+    "tanh": [(0.0, 0.0), (-0.0, -0.0), (_INF, 1.0), (-_INF, -1.0), (_NAN, _NAN), (1e3, 1.0),
+             (-1e3, -1.0), (1e-40, 1e-40), (-1e-40, -1e-40)],
+    "erfcx": [(0.0, 1.0), (-0.0, 1.0), (_INF, 0.0), (_NAN, _NAN)],
+    "xmtanh": [(0.0, 0.0), (-0.0, -0.0), (_INF, _INF), (-_INF, -_INF), (_NAN, _NAN)],
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", NAMES)
+def test_special_values(name, dtype):
+    x = np.array([p[0] for p in SPECIALS[name]], dtype)
+    want = np.array([p[1] for p in SPECIALS[name]], dtype)
+    got = loop(name)(x)
+    for xi, g, w in zip(x, got, want):
+        if np.isnan(w):
+            assert np.isnan(g), (name, xi, g)
+        else:
+            assert g == w and np.signbit(g) == np.signbit(w), (name, xi, g, w)
+    # the Python fallbacks agree
+    for xi, w in zip(x, want):
+        g = getattr(vm, name)(dtype(xi))
+        assert (np.isnan(g) and np.isnan(w)) or (g == w and np.signbit(g) == np.signbit(w))
+
+
+def test_xexp_special_values():
+    f = loop("xexp")
+    for dt in (np.float32, np.float64):
+        a = np.array([2.0, 0.0, -3.0, _NAN, 1.0, 1.0, -1.0], dt)
+        x = np.array([-_INF, 5.0, _INF, 0.0, _NAN, 0.0, 1e4], dt)
+        got = f(a, x)
+        assert got[0] == 0 and got[1] == 0
+        assert got[2] == -_INF and np.isnan(got[3]) and np.isnan(got[4])
+        assert got[5] == 1 and got[6] == -_INF
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fma_sq_split_compiled(dtype):
+    from numba import njit
+
+    @njit
+    def run(x, y, z):
+        out = np.empty_like(x)
+        lo = np.empty_like(x)
+        for i in range(x.size):
+            out[i] = vm.fma(x[i], y[i], z[i])
+            lo[i] = vm.sq_split(x[i])[1]
+        return out, lo
+
+    rng = np.random.default_rng(3)
+    x, y, z = (rng.standard_normal(200).astype(dtype) for _ in range(3))
+    out, lo = run(x, y, z)
+    for a, b, c, o, low in zip(x.tolist(), y.tolist(), z.tolist(), out.tolist(), lo.tolist()):
+        assert o == float(dtype(float(Fraction(a) * Fraction(b) + Fraction(c))))
+        assert Fraction(float(dtype(a * a))) + Fraction(low) == Fraction(a) * Fraction(a)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_python_fallbacks(name):
+    """The undecorated functions (used by the CUDA simulator) agree with the compiled ones."""
+    for dt, tol in ((np.float32, 3.0), (np.float64, 3.0)):
+        x = _sample32(name, n=100).astype(dt)[:150]
+        got = np.array([getattr(vm, name)(dt(v)) for v in x], dt)
+        comp = loop(name)(x)
+        assert np.all(ulp32(got.astype(np.float32), comp.astype(np.float64)) <= tol)
+    assert vm.xexp(np.float32(2.0), np.float32(-150.0)) == np.float32(2.0 * math.exp(-150.0))
+
+
+# ------------------------------------------------------------------- SIMD check
+_ASM_CASES = [
+    (_formulas.sigmoid, ()),
+    (_formulas.elu, (1.0,)),
+    (_formulas.softplus, (1.0, 20.0)),
+    (_formulas.tanh, ()),
+    (_formulas.gelu, ()),
+    (_formulas.tanhshrink, ()),
+]
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="zmm/ymm registers are x86-64 assembly")
+@pytest.mark.parametrize("fn,params", _ASM_CASES, ids=[f.__name__ for f, _ in _ASM_CASES])
+def test_flat_kernel_is_simd(fn, params):
+    from numba import njit
+
+    from fastact import _cpu
+
+    # the kernel that flat_kernel builds, compiled afresh (one loaded from the disk cache
+    # carries no assembly)
+    disp = njit(**_cpu._OPTIONS)(_cpu.flat_kernel(fn, 1, False).py_func)
+    x = np.linspace(-3, 3, 64, dtype=np.float32)
+    disp(x, np.empty_like(x), *[np.float32(p) for p in params])
+    asm = disp.inspect_asm(disp.signatures[0])
+    # packed single-precision arithmetic on 256/512-bit registers (not just moves)
+    packed = re.findall(r"\bv(?:fn?m(?:add|sub)\w*|mul|add|sub|div)ps\s+[^\n]*%[yz]mm", asm)
+    assert len(packed) >= 8, f"{fn.__name__}: the float32 loop is not vectorized"
