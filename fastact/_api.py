@@ -115,6 +115,12 @@ def _cuda(fn, inputs, params, out, inplace, stream):
     return _cuda.run(fn, inputs, params, out=out, inplace=inplace, stream=stream)
 
 
+def _dask(fn, args: tuple, kwargs: dict):
+    from . import _dask
+
+    return _dask.apply(fn, args, kwargs)
+
+
 def _make(act: Activation, kind: str):
     fname = act.name + {"forward": "", "forward_": "_", "grad": "_grad", "backward": "_backward"}[
         kind
@@ -140,6 +146,8 @@ def _make(act: Activation, kind: str):
         D.check_target(target)
         formulas, p = resolve(kw)
         fn = getattr(formulas, pick)
+        if D.is_dask_array(x):
+            return _dask(public, (x,), dict(kw, out=out, target=target))
         if stream is None and target != "cuda":
             res = D.try_fast_unary(fn, x, out, p, act.family, target)
             if res is not None:
@@ -183,6 +191,8 @@ def _make(act: Activation, kind: str):
         formulas, p = resolve(kw, from_y=y is not None)
         fn = formulas.grad if y is None else formulas.grad_y
         v = x if y is None else y
+        if D.is_dask_array(grad) or D.is_dask_array(v):
+            return _dask(public, (grad, x), dict(kw, y=y, out=out, target=target))
         if target == "cuda" or D.is_cuda_array(grad) or D.is_cuda_array(v):
             return _cuda(fn, [grad, v], p, out, False, stream)
         g, a = D.as_input(grad, "grad"), D.as_input(v, "x" if y is None else "y")
