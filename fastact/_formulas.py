@@ -207,11 +207,18 @@ def celu_grad_y(y, alpha):
 # ------------------------------------------------------------------------ gelu
 @scalar
 def _gauss_tail(x):
-    """(½·erfcx(|x|/√2), e^(-x²/2) as (e, lo-correction factor), -hi/2) for Φ and φ."""
+    """(½·erfcx(|x|/√2), lo/2, -hi/2) with hi + lo = x² exactly, so that
+    e^(-x²/2) = e^(-hi/2)·(1 - lo/2) and Φ(-|x|) = ½erfcx(|x|/√2)·e^(-x²/2)."""
     T = type(x)
     z = abs(x) * T(_SQRT1_2)
     hi, lo = vm.sq_split(x)
-    return T(0.5) * vm.erfcx(z), T(1) - T(0.5) * _finite_or_zero(lo), T(-0.5) * hi
+    return T(0.5) * vm.erfcx(z), T(0.5) * _finite_or_zero(lo), T(-0.5) * hi
+
+
+@scalar
+def _times_1m(a, e):
+    """a·(1 - e) with one rounding."""
+    return vm.fma(-a, e, a)
 
 
 @scalar
@@ -220,10 +227,10 @@ def gelu(x):
     T = type(x)
     if abs(x) == math.inf:
         return T(0) if x < 0 else x
-    h, c, m = _gauss_tail(x)
+    h, e, m = _gauss_tail(x)
     if x < 0:
-        return vm.xexp(x * h * c, m)
-    return x - x * (h * c * vm.exp(m))
+        return vm.xexp(_times_1m(x * h, e), m)
+    return x - x * _times_1m(h * vm.exp(m), e)
 
 
 # Φ(x) + xφ(x) = ½ + x/√(2π)·Σ c_n x^(2n), c_n = (-1)^n (2n+2) / (2^n n! (2n+1)): used for
@@ -251,11 +258,11 @@ def gelu_grad(x):
         return _gelu_grad_series(x)
     if abs(x) > 40:  # Φ is 0 or 1 and x·φ(x) underflows, in both dtypes
         return T(0) if x < 0 else T(1)
-    h, c, m = _gauss_tail(x)
+    h, e, m = _gauss_tail(x)
     k = x * T(_INV_SQRT2PI)
     if x < 0:
-        return vm.xexp((h + k) * c, m)
-    return T(1) + (k - h) * c * vm.exp(m)
+        return vm.xexp(_times_1m(h + k, e), m)
+    return T(1) + _times_1m((k - h) * vm.exp(m), e)
 
 
 @scalar
