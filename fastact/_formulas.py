@@ -228,9 +228,8 @@ def gelu(x):
     if abs(x) == math.inf:
         return T(0) if x < 0 else x
     h, e, m = _gauss_tail(x)
-    if x < 0:
-        return vm.xexp(_times_1m(x * h, e), m)
-    return x - x * _times_1m(h * vm.exp(m), e)
+    w = vm.xexp(_times_1m(x * h if x < 0 else h, e), m)  # x<0: x·Φ(x); else 1 - Φ(x)
+    return w if x < 0 else x - x * w
 
 
 # Φ(x) + xφ(x) = ½ + x/√(2π)·Σ c_n x^(2n), c_n = (-1)^n (2n+2) / (2^n n! (2n+1)): used for
@@ -260,9 +259,8 @@ def gelu_grad(x):
         return T(0) if x < 0 else T(1)
     h, e, m = _gauss_tail(x)
     k = x * T(_INV_SQRT2PI)
-    if x < 0:
-        return vm.xexp(_times_1m(h + k, e), m)
-    return T(1) + _times_1m((k - h) * vm.exp(m), e)
+    w = vm.xexp(_times_1m(h + k if x < 0 else k - h, e), m)
+    return w if x < 0 else T(1) + w
 
 
 @scalar
@@ -325,12 +323,16 @@ def _xexp_neg(x):
 
 @scalar
 def silu(x):
-    """x·σ(x): x/(1+e^-x) for x >= 0; for x < 0, with u = x·e^x, u/(1 + u/x)."""
+    """x·σ(x): x/(1+e^-x) for x >= 0; for x < 0, with u = x·e^x, x·u/(x+u); x/2 where
+    |x| < 2^-60 (x·u would underflow there, and x/2 is exact to both dtypes)."""
     T = type(x)
     if x == -math.inf:
         return T(0)
+    if abs(x) < T(2.0**-60):
+        return x * T(0.5)
     u = _xexp_neg(x)
-    return u / (T(1) + u / x) if x < 0 else x / (T(1) + u)
+    neg = x < 0
+    return (x * u if neg else x) / (x + u if neg else T(1) + u)
 
 
 @scalar
