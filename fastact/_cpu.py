@@ -19,7 +19,7 @@ import pathlib
 import numba
 import numpy as np
 from numba import njit, prange, vectorize
-from numba.core.caching import FunctionCache
+from numba.core.caching import FunctionCache, IndexDataCacheFile
 
 _OPTIONS = {"error_model": "numpy", "fastmath": {"contract"}, "nogil": True}
 
@@ -45,8 +45,40 @@ class _StableCache(FunctionCache):
     process, so the default cache never hits for a generated kernel.)
     """
 
+    def __init__(self, py_func):
+        super().__init__(py_func)
+        self._cache_file = _RobustCacheFile(
+            cache_path=self._cache_path,
+            filename_base=self._impl.filename_base,
+            source_stamp=self._impl.locator.get_source_stamp(),
+        )
+
     def _index_key(self, sig, codegen):
         return (sig, codegen.magic_tuple(), source_stamp())
+
+    def load_overload(self, sig, target_context):
+        """The cached kernel, or None (compile it) if the cache cannot be read back."""
+        try:
+            return super().load_overload(sig, target_context)
+        except Exception:
+            return None
+
+
+class _RobustCacheFile(IndexDataCacheFile):
+    """Numba's index/data files, where a truncated or garbled file counts as a cache miss
+    (it is rewritten by the next save) instead of an exception in the user's call."""
+
+    def _load_index(self):
+        try:
+            return super()._load_index()
+        except Exception:
+            return {}
+
+    def _load_data(self, name):
+        try:
+            return super()._load_data(name)
+        except Exception:
+            return None
 
 
 def _attach_cache(dispatcher) -> None:
@@ -115,3 +147,34 @@ def entry_point(kernel, dtype: np.dtype):
         if sig[0] == arr and sig[1] == arr:
             return cres.entry_point
     return lambda x, out, p: kernel(x, out, *p)
+
+
+@functools.cache
+def inplace_kernel(fn, nin: int, parallel: bool):
+    """Like ``flat_kernel`` when the output is the first array: ``a[i] = fn(a[i], *p)`` or
+    ``g[i] = g[i] * fn(x[i], *p)``. One array less means no runtime alias check, which would
+    otherwise send a loop whose output is its input to the scalar fallback."""
+    if nin == 1:
+
+        def kernel(a, *p):
+            for i in prange(a.size):
+                a[i] = fn(a[i], *p)
+
+    else:
+
+        def kernel(g, x, *p):
+            for i in prange(x.size):
+                g[i] = g[i] * fn(x[i], *p)
+
+    kind = "par" if parallel else "ser"
+    return jit_kernel(kernel, f"{fn.__name__}_i{nin}_{kind}", parallel)
+
+
+def inplace_entry_point(kernel, dtype: np.dtype):
+    """The compiled entry point of a unary in-place kernel for contiguous 1-D ``dtype``
+    arrays (called as ``entry(a, params_tuple)``), or a call through the dispatcher."""
+    arr = numba.types.Array(numba.from_dtype(dtype), 1, "C")
+    for sig, cres in kernel.overloads.items():
+        if sig[0] == arr:
+            return cres.entry_point
+    return lambda a, p: kernel(a, *p)
