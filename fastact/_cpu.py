@@ -15,6 +15,7 @@ import functools
 import hashlib
 import os
 import pathlib
+import threading
 
 import numba
 import numpy as np
@@ -97,7 +98,58 @@ def jit_kernel(pyfunc, name: str, parallel: bool):
     pyfunc.__qualname__ = pyfunc.__name__ = name
     disp = njit(parallel=parallel, **_OPTIONS)(pyfunc)
     _attach_cache(disp)
+    if parallel and not concurrent_launch_ok():
+        return _TakingTurns(disp)
     return disp
+
+
+# Numba's workqueue threading layer aborts the process ("Concurrent access has been
+# detected") when two Python threads run parallel kernels at once; omp and tbb do not. Under
+# workqueue fastact's parallel kernels take turns under this lock.
+_LAUNCH_LOCK = threading.Lock()
+_CONCURRENT_OK: list[bool] = []  # [whether the threading layer takes concurrent launches]
+
+
+def concurrent_launch_ok() -> bool:
+    """Whether parallel kernels may run from several threads at once (any threading layer
+    but workqueue). Starts Numba's thread pool to find out, as a first parallel call would."""
+    if not _CONCURRENT_OK:
+        try:
+            from numba.np.ufunc.parallel import _launch_threads
+
+            _launch_threads()
+            ok = numba.threading_layer() != "workqueue"
+        except Exception:  # unknown: be safe
+            ok = False
+        _CONCURRENT_OK.append(ok)
+    return _CONCURRENT_OK[0]
+
+
+class _TakingTurns:
+    """A parallel dispatcher whose calls hold ``_LAUNCH_LOCK`` (workqueue layer only);
+    every other attribute is the dispatcher's."""
+
+    def __init__(self, disp):
+        self.dispatcher = disp
+
+    def __call__(self, *args):
+        with _LAUNCH_LOCK:
+            return self.dispatcher(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.dispatcher, name)
+
+
+def taking_turns(kernel, call):
+    """``call`` (an entry point of ``kernel``) under the launch lock if ``kernel`` needs it."""
+    if not isinstance(kernel, _TakingTurns):
+        return call
+
+    def locked(*args):
+        with _LAUNCH_LOCK:
+            return call(*args)
+
+    return locked
 
 
 @functools.cache
@@ -145,7 +197,7 @@ def entry_point(kernel, dtype: np.dtype):
     arr = numba.types.Array(numba.from_dtype(dtype), 1, "C")
     for sig, cres in kernel.overloads.items():
         if sig[0] == arr and sig[1] == arr:
-            return cres.entry_point
+            return taking_turns(kernel, cres.entry_point)
     return lambda x, out, p: kernel(x, out, *p)
 
 
