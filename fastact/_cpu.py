@@ -228,5 +228,5 @@ def inplace_entry_point(kernel, dtype: np.dtype):
     arr = numba.types.Array(numba.from_dtype(dtype), 1, "C")
     for sig, cres in kernel.overloads.items():
         if sig[0] == arr:
-            return cres.entry_point
+            return taking_turns(kernel, cres.entry_point)
     return lambda a, p: kernel(a, *p)

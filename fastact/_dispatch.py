@@ -165,25 +165,33 @@ def try_fast_unary(fn, x, out, params: tuple, family: str, target: str):
         parallel = False
     else:
         parallel = x.size >= PARALLEL_THRESHOLD[family] and _num_threads() > 1
-    res = x if out is x else np.empty_like(x)
-    if x.ndim != 1:
-        x, flat = x.reshape(-1), res.reshape(-1)
-    else:
-        flat = res
     tp = typed_params(params, dt)
-    key = (fn, parallel, dt.char)
+    flat = x if x.ndim == 1 else x.reshape(-1)
+    if out is x:
+        key = (fn, parallel, dt.char, True)
+        entry = _ENTRY.get(key)
+        if entry is None:
+            kernel = _cpu.inplace_kernel(fn, 1, parallel)
+            kernel(flat, *tp)
+            _ENTRY[key] = _cpu.inplace_entry_point(kernel, dt)
+        else:
+            entry(flat, tp)
+        return x
+    res = np.empty_like(x)
+    rflat = res if res.ndim == 1 else res.reshape(-1)
+    key = (fn, parallel, dt.char, False)
     entry = _ENTRY.get(key)
     if entry is None:
         kernel = _cpu.flat_kernel(fn, 1, parallel)
-        kernel(x, flat, *tp)
+        kernel(flat, rflat, *tp)
         _ENTRY[key] = _cpu.entry_point(kernel, dt)
     else:
-        entry(x, flat, tp)
+        entry(flat, rflat, tp)
     return res
 
 
-# (formula, parallel, dtype char) -> compiled entry point of the flat unary kernel, which
-# skips the dispatcher's type resolution (~0.5 µs a call).
+# (formula, parallel, dtype char, in place) -> compiled entry point of the flat unary kernel,
+# which skips the dispatcher's type resolution (~0.5 µs a call).
 _ENTRY: dict = {}
 
 
@@ -196,8 +204,11 @@ def run_cpu(fn, inputs: list[np.ndarray], params: tuple, out: np.ndarray, parall
     same_shape = all(a.shape == out.shape for a in inputs)
     order = _common_order(inputs + [out]) if same_shape else None
     if order is not None and out.dtype == dt:
-        kernel = _cpu.flat_kernel(fn, len(inputs), parallel)
-        kernel(*[_flat(a, order) for a in inputs], _flat(out, order), *p)
+        flats = [_flat(a, order) for a in inputs]
+        if _same_view(inputs[0], out):  # in place on the first array: no alias check
+            _cpu.inplace_kernel(fn, len(inputs), parallel)(*flats, *p)
+        else:
+            _cpu.flat_kernel(fn, len(inputs), parallel)(*flats, _flat(out, order), *p)
         return out
     uf = _cpu.ufunc(fn, len(inputs), len(p), dt)
     with np.errstate(all="ignore"):  # special values are handled by the formulas on purpose
