@@ -2,8 +2,10 @@
 backward), prelu and maxout, next to NumPy formulations and ``scipy.special``, with the
 memory floor (an in-place multiply over the same array and threads) as its own benchmark.
 
-Self-contained: impl in {fastact-cpu, fastact-parallel, numpy, scipy}; a cell an impl cannot
-run raises ``NotImplementedError`` in ``setup``. ``FASTACT_ASV_GRID=tiny`` shrinks sizes.
+Self-contained: impl in {fastact-cpu, fastact-parallel, fastact-cuda, numpy, scipy}; a cell an
+impl or the machine cannot run (fastact-cuda without a GPU) raises ``NotImplementedError`` in
+``setup``; CUDA cells work on device arrays and synchronise before the timer stops.
+``FASTACT_ASV_GRID=tiny`` shrinks sizes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import numpy as np
 
 TINY = os.environ.get("FASTACT_ASV_GRID", "") == "tiny"
 SHAPES = ["16x64"] if TINY else ["256x4096", "1e4x1e4"]
-IMPLS = ["fastact-cpu", "fastact-parallel", "numpy", "scipy"]
+IMPLS = ["fastact-cpu", "fastact-parallel", "fastact-cuda", "numpy", "scipy"]
+FASTACT = ["fastact-cpu", "fastact-parallel", "fastact-cuda"]
 DTYPES = ["float32", "float64"]
 
 
@@ -29,6 +32,34 @@ def _data(label: str, dtype: str) -> np.ndarray:
 
 def _target(impl: str) -> str:
     return impl.split("-", 1)[1]
+
+
+def _device(impl: str, *arrays):
+    """The arrays on the GPU for fastact-cuda (NotImplementedError without one), else as is."""
+    if impl != "fastact-cuda":
+        return arrays if len(arrays) > 1 else arrays[0]
+    from fastact import _cuda
+
+    if not _cuda.available() or _cuda.simulator():
+        raise NotImplementedError("no usable CUDA GPU (or numba-cuda is not installed)")
+    from numba import cuda
+
+    res = tuple(cuda.to_device(a) for a in arrays)
+    return res if len(res) > 1 else res[0]
+
+
+def _synced(impl: str, fn):
+    """fn, followed by a device synchronisation for fastact-cuda."""
+    if impl != "fastact-cuda":
+        return fn
+    from numba import cuda
+
+    def run():
+        r = fn()
+        cuda.synchronize()
+        return r
+
+    return run
 
 
 def _np_softmax(x, axis, log):
@@ -70,8 +101,9 @@ class Softmax:
             import fastact
 
             f, t = getattr(fastact, op), _target(impl)
-            self.fn = lambda: f(self.x, axis=self.axis, target=t)
-            self.fn_out = lambda: f(self.x, axis=self.axis, out=self.out, target=t)
+            self.x, self.out = _device(impl, self.x, self.out)
+            self.fn = _synced(impl, lambda: f(self.x, axis=self.axis, target=t))
+            self.fn_out = _synced(impl, lambda: f(self.x, axis=self.axis, out=self.out, target=t))
             self.fn()  # compile outside the timer
         elif impl == "numpy":
             self.fn = lambda: _np_softmax(self.x, self.axis, log)
@@ -101,7 +133,7 @@ class Softmax:
 class SoftmaxInplace:
     """softmax_ in place next to NumPy's in-place formulation and the memory floor."""
 
-    params = [["softmax", "log_softmax"], ["fastact-cpu", "fastact-parallel", "numpy"], SHAPES]
+    params = [["softmax", "log_softmax"], [*FASTACT, "numpy"], SHAPES]
     param_names = ["op", "impl", "shape"]
     timeout = 300
 
@@ -112,7 +144,8 @@ class SoftmaxInplace:
             import fastact
 
             f, t = getattr(fastact, op + "_"), _target(impl)
-            self.fn = lambda: f(self.x, target=t)
+            self.x = _device(impl, self.x)
+            self.fn = _synced(impl, lambda: f(self.x, target=t))
             self.fn()
         else:
             self.fn = lambda: _np_softmax_(self.x, -1, log)
@@ -152,8 +185,7 @@ class Floor:
 class SoftmaxBackward:
     """softmax_backward / log_softmax_backward from the output, vs the NumPy formula."""
 
-    params = [["softmax", "log_softmax"], ["fastact-cpu", "fastact-parallel", "numpy"],
-              SHAPES[:1], DTYPES]  # fmt: skip
+    params = [["softmax", "log_softmax"], [*FASTACT, "numpy"], SHAPES[:1], DTYPES]
     param_names = ["op", "impl", "shape", "dtype"]
 
     def setup(self, op, impl, shape, dtype):
@@ -165,7 +197,8 @@ class SoftmaxBackward:
             import fastact
 
             f, t = getattr(fastact, op + "_backward"), _target(impl)
-            self.fn = lambda: f(self.g, self.y, target=t)
+            self.g, self.y = _device(impl, self.g, self.y)
+            self.fn = _synced(impl, lambda: f(self.g, self.y, target=t))
             self.fn()
         elif log:
             self.fn = lambda: self.g - np.exp(self.y) * self.g.sum(-1, keepdims=True)
@@ -179,7 +212,7 @@ class SoftmaxBackward:
 class PReLU:
     """prelu forward and backward (grad_x and grad_weight), NCHW with 64 channels."""
 
-    params = [["fastact-cpu", "fastact-parallel", "numpy"], DTYPES]
+    params = [[*FASTACT, "numpy"], DTYPES]
     param_names = ["impl", "dtype"]
 
     def setup(self, impl, dtype):
@@ -192,8 +225,11 @@ class PReLU:
             import fastact
 
             t = _target(impl)
-            self.fwd = lambda: fastact.prelu(self.x, self.w, target=t)
-            self.bwd = lambda: fastact.prelu_backward(self.g, self.x, self.w, target=t)
+            self.x, self.g, self.w = _device(impl, self.x, self.g, self.w)
+            self.fwd = _synced(impl, lambda: fastact.prelu(self.x, self.w, target=t))
+            self.bwd = _synced(
+                impl, lambda: fastact.prelu_backward(self.g, self.x, self.w, target=t)
+            )
             self.fwd()
             self.bwd()
         else:
@@ -218,7 +254,7 @@ class PReLU:
 class Maxout:
     """maxout with 4 pieces along the last axis and along axis 1, vs NumPy's reshape + max."""
 
-    params = [["fastact-cpu", "fastact-parallel", "numpy"], ["-1", "1"]]
+    params = [[*FASTACT, "numpy"], ["-1", "1"]]
     param_names = ["impl", "axis"]
 
     def setup(self, impl, axis):
@@ -229,7 +265,8 @@ class Maxout:
             import fastact
 
             t = _target(impl)
-            self.fn = lambda: fastact.maxout(self.x, 4, axis=ax, target=t)
+            self.x = _device(impl, self.x)
+            self.fn = _synced(impl, lambda: fastact.maxout(self.x, 4, axis=ax, target=t))
             self.fn()
         else:
             s = self.x.shape

@@ -8,7 +8,10 @@
 2. Bandwidth of the in-place forward on ``--n`` float32 elements (and the in-place backward,
    grad *= f'(x)), next to a device-to-device copy, a numba in-place ``x *= 2``, CuPy's
    ElementwiseKernel of the same formula and torch's CUDA function, where installed.
-Prints two tables; exits 1 if a correctness check fails.
+3. The non-elementwise activations (softmax, log_softmax and their backward passes, maxout,
+   prelu) against the CPU on a few shapes and axes, and the bandwidth of softmax_, maxout,
+   prelu_ and prelu_backward on ``--n`` float32 elements next to the copy.
+Prints the tables; exits 1 if a correctness check fails.
 """
 
 from __future__ import annotations
@@ -176,6 +179,7 @@ def check_correctness(quick: bool, n: int = 1 << 16) -> list[tuple]:
                 except Exception as e:  # report every broken case, not just the first
                     rows.append((name, fname, np.dtype(dt).name, np.nan, f"ERROR {e!r}"[:80]))
     rows += _interop()
+    rows += check_nonelementwise(quick)
     return rows
 
 
@@ -222,6 +226,172 @@ def _interop() -> list[tuple]:
         ok = ok and ulp_diff(t.cpu().numpy(), ref, np.float32).max() <= 8
         rows.append(("interop", "torch", "float32", 0.0, "ok" if ok else "FAIL"))
     return rows
+
+
+# ------------------------------------------------------------------ non-elementwise
+
+# (shape, axis): long rows (a block per row), short rows (a warp per row), a middle axis
+# (one thread per row), a strided view's axis 0 (segments over a strided axis).
+NE_SHAPES = [((256, 1000), -1), ((512, 10), -1), ((64, 33, 20), 1), ((33, 7), 0)]
+
+
+def _eps_err(got, ref, dt, scale=0.0) -> float:
+    """max |got - ref| in units of eps·(|ref| + scale) (NaN where both are NaN: 0)."""
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    with np.errstate(invalid="ignore"):
+        d = np.abs(got - ref) / (np.finfo(dt).eps * (np.abs(ref) + scale) + 1e-300)
+        d[(got == ref) | (np.isnan(got) & np.isnan(ref))] = 0
+    d[np.isnan(d)] = np.inf
+    return float(d.max()) if d.size else 0.0
+
+
+def _ne_row(name, tag, dt, gpu, cpu, scales=(0.0, 0.0), limit=0.0) -> tuple:
+    """One correctness row: ``gpu()`` (device arrays, or a tuple of them) vs ``cpu()``."""
+    try:
+        got, ref = gpu(), cpu()
+        if not isinstance(got, tuple):
+            got, ref = (got,), (ref,)
+        # each result within ``limit`` eps of (|ref| + its scale)
+        worst = max(
+            _eps_err(a.copy_to_host(), r, dt, sc)
+            for a, r, sc in zip(got, ref, scales[: len(got)], strict=True)
+        )
+        status = "ok" if worst <= limit else "FAIL"
+    except Exception as e:  # report every broken case
+        worst, status = np.nan, f"ERROR {e!r}"[:80]
+    return (name, tag, np.dtype(dt).name, worst, status)
+
+
+def check_nonelementwise(quick: bool) -> list[tuple]:
+    """Device vs CPU: softmax family within 64 eps of |ref| plus the scale of what cancels
+    (log-softmax: |x - max|; the backward passes: n·max|g|; exp differs by an ULP or two and
+    sums run in another order), maxout and prelu exactly, prelu's weight gradient within
+    64 eps of Σ|x·g| (atomics, any order)."""
+    from functools import partial as P
+
+    from numba import cuda
+
+    import fastact
+
+    dev = cuda.to_device
+    rows = []
+    for dt in (np.float32,) if quick else (np.float32, np.float64):
+        rng = np.random.default_rng(2)
+        for shape, ax in NE_SHAPES:
+            x = (4 * rng.standard_normal(shape)).astype(dt)
+            x.reshape(-1)[5::97] = np.nan  # NaN rows
+            g = rng.standard_normal(shape).astype(dt)
+            tag = f"{'x'.join(map(str, shape))}/{ax}"
+            for op in ("softmax", "log_softmax"):
+                f, b = getattr(fastact, op), getattr(fastact, op + "_backward")
+                y = f(x, axis=ax, target="cpu")
+                yf = np.nan_to_num(y)
+                fwd_sc = float(np.abs(yf).max()) if op == "log_softmax" else 0.0
+                sc = float(np.abs(g).max() * shape[ax])
+                rows.append(
+                    _ne_row(
+                        op,
+                        tag,
+                        dt,
+                        P(f, dev(x), axis=ax),
+                        P(f, x, axis=ax, target="cpu"),
+                        scales=(fwd_sc,),
+                        limit=64,
+                    )
+                )
+                ref = P(b, g, yf, axis=ax, target="cpu")
+                rows.append(
+                    _ne_row(
+                        op + "_backward",
+                        tag,
+                        dt,
+                        P(b, dev(g), dev(yf), axis=ax),
+                        ref,
+                        limit=64,
+                        scales=(sc,),
+                    )
+                )
+            k = 2 if shape[ax] % 2 == 0 else 5 if shape[ax] % 5 == 0 else 1
+            gm = rng.standard_normal(fastact.maxout(x, k, axis=ax, target="cpu").shape).astype(dt)
+            rows.append(
+                _ne_row(
+                    "maxout",
+                    tag,
+                    dt,
+                    P(fastact.maxout, dev(x), k, axis=ax),
+                    P(fastact.maxout, x, k, axis=ax, target="cpu"),
+                )
+            )
+            rows.append(
+                _ne_row(
+                    "maxout_backward",
+                    tag,
+                    dt,
+                    P(fastact.maxout_backward, dev(gm), dev(x), k, axis=ax),
+                    P(fastact.maxout_backward, gm, x, k, axis=ax, target="cpu"),
+                )
+            )
+            w = np.linspace(0, 0.5, x.shape[1]).astype(dt)
+            rows.append(
+                _ne_row(
+                    "prelu",
+                    tag,
+                    dt,
+                    P(fastact.prelu, dev(x), dev(w)),
+                    P(fastact.prelu, x, w, target="cpu"),
+                )
+            )
+            sw = float(np.nansum(np.abs(np.where(x > 0, 0, x * g))))
+            rows.append(
+                _ne_row(
+                    "prelu_backward",
+                    tag,
+                    dt,
+                    P(fastact.prelu_backward, dev(g), dev(x), dev(w)),
+                    P(fastact.prelu_backward, g, x, w, target="cpu"),
+                    scales=(0.0, sw),
+                    limit=64,
+                )
+            )
+    return rows
+
+
+def bandwidth_nonelementwise(n: int, repeat: int, copy_bw: float) -> list[tuple]:
+    """(name, bytes per call / s, share of copy) for softmax_, log_softmax_ (rows of 4096
+    along the last axis), maxout (4 pieces), prelu_ and prelu_backward (NCHW, 64 channels).
+    Bytes are the floor: each input read once, each output written once."""
+    from numba import cuda
+
+    import fastact
+
+    dt = np.float32
+    it = np.dtype(dt).itemsize
+    n = n // (64 * 4096) * (64 * 4096)
+    x = cuda.to_device(np.random.default_rng(0).uniform(-4, 4, n).astype(dt))
+    g = cuda.to_device(np.ones(n, dt))
+    rows2 = x.reshape(n // 4096, 4096)
+    cols2 = x.reshape(4096, n // 4096)  # C order: one thread per column
+    nchw = x.reshape(n // (64 * 4096), 64, 64, 64)
+    gnchw = g.reshape(nchw.shape)
+    w = cuda.to_device(np.linspace(0, 0.5, 64).astype(dt))
+    mo = cuda.device_array((n // 4096, 1024), dtype=dt)
+    res = []
+    cases = [
+        ("softmax_ (rows of 4096)", 2 * n * it, lambda: fastact.softmax_(rows2)),
+        ("log_softmax_ (rows of 4096)", 2 * n * it, lambda: fastact.log_softmax_(rows2)),
+        ("softmax_ (axis 0 of 4096 x m)", 2 * n * it, lambda: fastact.softmax_(cols2, axis=0)),
+        ("maxout 4 pieces", n * it + n // 4 * it, lambda: fastact.maxout(rows2, 4, out=mo)),
+        ("prelu_ (NCHW, 64 ch)", 2 * n * it, lambda: fastact.prelu_(nchw, w)),
+        ("prelu_backward (NCHW)", 3 * n * it,
+         lambda: fastact.prelu_backward(gnchw, nchw, w, out=gnchw)),
+    ]  # fmt: skip
+    for name, nbytes, fn in cases:
+        try:
+            bw = nbytes / _time(fn, repeat)
+            res.append((name, bw, bw / copy_bw))
+        except Exception as e:  # report, keep going
+            res.append((f"{name}: ERROR {e!r}"[:80], float("nan"), float("nan")))
+    return res
 
 
 # ------------------------------------------------------------------ bandwidth
@@ -356,6 +526,11 @@ def main(argv=None) -> int:
             print(f"| {name} | " + " | ".join(cols) + " |")
         print("\n(bytes moved: 2n·4 for f_ and x *= c and copies, 3n·4 for backward; "
               "SPEC §5 asks for >= 85% of copy)")  # fmt: skip
+        nrows = bandwidth_nonelementwise(args.n, args.repeat, base["copy (D2D)"])
+        print("\n## Non-elementwise, float32 (bytes: each input read once, output written once)\n")
+        print("| function | GB/s | % copy |\n|---|---:|---:|")
+        for name, bw, share in nrows:
+            print(f"| {name} | {bw / 1e9:.0f} | {100 * share:.0f}% |")
     return 1 if failed else 0
 
 

@@ -539,8 +539,9 @@ def _run_host(fn, inputs, params, out, inplace, stream):
 
 
 def nonelementwise(name, *args, **kwargs):
-    """prelu, maxout, softmax and log_softmax on the GPU: not implemented yet."""
-    raise NotImplementedError(
-        f"fastact.{name} has no CUDA implementation yet; pass host (NumPy) arrays, e.g. "
-        "x.copy_to_host() / cupy.asnumpy(x) / x.cpu().numpy()"
-    )
+    """prelu, maxout, softmax and log_softmax (and their backward passes) on the GPU: the
+    public function ``name`` with its own arguments; see ``_cuda_nonelementwise``."""
+    _require_gpu()
+    from . import _cuda_nonelementwise
+
+    return _cuda_nonelementwise.nonelementwise(name, *args, **kwargs)
