@@ -95,7 +95,7 @@ def _make_softmax(log: bool):
         if L.on_gpu(target, x, out):
             return L.gpu(name, x, axis=axis, out=out, stream=stream)
         if D.is_dask_array(x):
-            return _dask_softmax(x, axis, log, target, name)
+            return _dask_along_axis(forward, [x], axis, out, target)
         a = D.as_input(x)
         ax = L.check_axis(axis, a.ndim, name)
         res = L.result_array(a.shape, a.dtype, out, like=a)
@@ -135,12 +135,12 @@ def _make_softmax(log: bool):
     return forward, inplace
 
 
-def _dask_softmax(x, axis, log: bool, target: str, name: str):
-    """Dask input: rechunk ``axis`` into one block, then the NumPy kernel block by block."""
-    ax = L.check_axis(axis, x.ndim, name)
-    dt = D.compute_dtype(x.dtype, "x")
-    fn = log_softmax if log else softmax
-    return x.rechunk({ax: -1}).map_blocks(fn, axis=ax, target=target, dtype=dt)
+def _dask_along_axis(fn, arrays, axis, out, target: str):
+    """Dask input: ``axis`` rechunked into one block, then ``fn`` block by block."""
+    from . import _dask
+
+    ax = L.check_axis(axis, max(np.ndim(a) for a in arrays), fn.__name__)
+    return _dask.along_axis(fn, arrays, ax, {"target": target}, out=out)
 
 
 softmax, softmax_ = _make_softmax(False)
@@ -189,6 +189,8 @@ def _make_softmax_backward(log: bool):
         D.check_target(target)
         if L.on_gpu(target, grad, y, out):
             return L.gpu(name, grad, y, axis=axis, out=out, stream=stream)
+        if D.is_dask_array(grad) or D.is_dask_array(y):
+            return _dask_along_axis(backward, [grad, y], axis, out, target)
         g, a, dt = _bwd_inputs(grad, y, out, name)
         ax = L.check_axis(axis, a.ndim, name)
         res = L.result_array(a.shape, dt, out, like=a)
