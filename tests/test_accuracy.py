@@ -94,8 +94,9 @@ def test_backward_from_output(vid, act, params, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("vid,act,params", VARIANTS, ids=[v[0] for v in VARIANTS])
 def test_backward_is_grad_times_derivative(vid, act, params, dtype):
-    """The fused backward(grad, x) equals grad * f'(x) bitwise (one pass, same rounding)."""
+    """The fused backward(grad, x) is grad * f'(x) to within the one rounding that fusing
+    may save (the compiler may turn g·(1 + w) into one FMA)."""
     x = sample(dtype, params, seed=3, n=200)
     g = np.random.default_rng(2).uniform(-3, 3, x.size).astype(dtype)
     got = act.backward(g, x, target="cpu", **params)
-    np.testing.assert_array_equal(got, g * act.grad(x, target="cpu", **params))
+    np.testing.assert_array_max_ulp(got, g * act.grad(x, target="cpu", **params), maxulp=1)
