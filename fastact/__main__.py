@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
         _bench = None
     if _bench is not None:
         _bench.add_parser(sub)
+    from . import _plot
+
+    _plot.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "info":
         from ._info import print_info
