@@ -61,7 +61,6 @@ def test_ulp(vid, act, params, dtype):
     print(f"\nULP {vid:<16} {np.dtype(dtype).name:<8} f {worst['f']:6.2f}   f' {worst[DERIV]:6.2f}")
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 # y= is a ValueError where y does not determine x (a negative slope or alpha; tested in
 # test_api), so those parameter sets are left out here.
 FROM_Y = [
@@ -71,6 +70,7 @@ FROM_Y = [
 ]
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("vid,act,params", FROM_Y, ids=[v[0] for v in FROM_Y])
 def test_backward_from_output(vid, act, params, dtype):
     """grad·f'(y): within 4 eps·|grad| of grad·f'(x) (SPEC §4), from the output of forward."""
