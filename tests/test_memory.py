@@ -1,0 +1,133 @@
+"""Memory safety: indices past 2^31, and no growth over many calls.
+
+Indices past 2^31 without 8 GiB of RAM. A contiguous array of 2^31 + k elements needs
+8 GiB (float32) of written pages, so two checks stand in for it:
+
+- the compiled loops of the flat kernels (serial, parallel, in place) are audited in their
+  LLVM IR: the loop index is i64 and nothing narrows an i64 to 32 bits or less;
+- the same loop source runs for real over 2^31 + 5 elements of a writable zero-stride view
+  of one float64 (``as_strided(..., strides=(0,), writeable=True)``), the kernel called
+  directly (the public in-place form follows NumPy and computes an output that overlaps
+  itself on a copy, which would allocate 16 GiB). ``softshrink`` with ``lambd=1`` subtracts
+  1 per element from that one value, so the value left counts the iterations exactly: a
+  32-bit index would run 5 or none.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+import sys
+
+import numpy as np
+import pytest
+from numba import njit
+from numpy.lib.stride_tricks import as_strided
+
+import fastact
+from fastact import _cpu
+from fastact import _formulas as F
+
+BIG = 2**31 + 5
+
+
+def _kernels():
+    yield "flat_n1_ser", _cpu.flat_kernel(F.softshrink, 1, False), False, 1
+    yield "flat_n1_par", _cpu.flat_kernel(F.softshrink, 1, True), True, 1
+    yield "flat_n2_par", _cpu.flat_kernel(F.shrink_grad, 2, True), True, 2
+    if hasattr(_cpu, "inplace_kernel"):
+        yield "inplace_n1_par", _cpu.inplace_kernel(F.softshrink, 1, True), True, 1
+
+
+@pytest.mark.parametrize("name,kernel,parallel,nin", list(_kernels()), ids=lambda v: str(v))
+def test_loop_index_is_64_bit_in_the_ir(name, kernel, parallel, nin):
+    # compiled afresh: Numba cannot show the IR of a kernel loaded from the disk cache
+    disp = getattr(kernel, "dispatcher", kernel)
+    fresh = njit(parallel=parallel, **_cpu._OPTIONS)(disp.py_func)
+    a = np.linspace(-2, 2, 16)
+    nargs = fresh.py_func.__code__.co_argcount
+    fresh(*[a.copy() for _ in range(nargs)], 0.5)
+    ir = fresh.inspect_llvm(fresh.signatures[0])
+    assert re.search(r"phi i64 ", ir), "no 64-bit loop index"
+    narrowed = re.findall(r"= trunc i64 [^\n]* to i(?:32|16|8)\b", ir)
+    assert not narrowed, narrowed[:3]
+
+
+def test_loop_runs_past_2_to_the_31():
+    buf = np.array([BIG + 10.0])
+    view = as_strided(buf, shape=(BIG,), strides=(0,), writeable=True)
+    assert view.size > 2**31 and view.flags.writeable
+    kernel = _cpu.flat_kernel(F.softshrink, 1, False)
+    kernel(view, view, 1.0)  # out[i] = softshrink(x[i], 1) = x[i] - 1, all on buf[0]
+    assert buf[0] == 10.0, f"{BIG + 10 - buf[0]:.0f} iterations instead of {BIG}"
+
+
+# ------------------------------------------------------------------ growth
+def _rss() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmRSS")
+
+
+def _ten_calls(x, x32, g, i):
+    """Ten calls of every kind, each allocating something the size of x."""
+    fastact.sigmoid(x)
+    fastact.gelu(x32, approximate="tanh")
+    fastact.elu_(x32[::2].copy(), alpha=0.5)
+    fastact.tanh_grad(x, target="parallel")
+    fastact.softplus_backward(g, y=x)
+    fastact.leaky_relu(x, negative_slope=1e-3 * (i % 50), out=np.empty_like(x))
+    fastact.relu(x.tolist()[:8])
+    fastact.softmax(x.reshape(8, -1))
+    try:
+        fastact.celu(x, alpha=float("nan"))
+    except ValueError:
+        pass
+    try:
+        fastact.relu_(x.astype(np.int32))
+    except TypeError:
+        pass
+
+
+def test_no_growth_over_10_000_calls():
+    try:
+        _rss()
+    except OSError:
+        pytest.skip("no /proc/self/status VmRSS on this platform")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-5, 5, 1024)
+    x32 = x.astype(np.float32)
+    g = rng.uniform(-1, 1, 1024)
+    for i in range(100):  # compile, warm the caches and the allocator
+        _ten_calls(x, x32, g, i)
+    gc.collect()
+    rss, blocks = _rss(), sys.getallocatedblocks()
+    for i in range(1000):
+        _ten_calls(x, x32, g, i)
+    gc.collect()
+    grown, more_blocks = _rss() - rss, sys.getallocatedblocks() - blocks
+    # leaking one 8 KB array a call would be ~80 MB; one Python object a call, 10^4 blocks
+    assert grown < 24 * 2**20, f"RSS grew {grown / 2**20:.1f} MiB over 10^4 calls"
+    assert more_blocks < 2000, f"{more_blocks} more Python memory blocks after 10^4 calls"
+
+
+def test_new_parameter_values_do_not_grow_memory():
+    """A parameter that changes every call (a schedule): the caches stay bounded. Three
+    batches of 10^4 calls; the caches fill in the first, so the third batch must keep
+    nothing more than the second did (a cache entry per call would be >= 3 blocks a call)."""
+    x = np.linspace(-2, 2, 64)
+
+    def batch(offset):
+        for i in range(5000):
+            s = offset + 1e-4 * i
+            fastact.leaky_relu(x, negative_slope=s)
+            fastact.elu_(x[::2].copy(), alpha=s)
+        gc.collect()
+        return sys.getallocatedblocks()
+
+    batch(0.0)
+    second = batch(10.0)
+    grown = batch(20.0) - second
+    assert grown < 1000, f"{grown} more memory blocks after 10^4 calls with new parameters"
