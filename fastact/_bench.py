@@ -372,38 +372,23 @@ def _set_wait_policy() -> None:
 
 
 class _Progress:
+    """A tqdm bar on stderr when tqdm is installed (the ``bench`` extra has it); without it
+    the benchmark runs silently."""
+
     def __init__(self, total: int, enabled: bool):
-        self.total, self.n, self.enabled = total, 0, enabled
+        tqdm = _optional("tqdm") if enabled else None
         self.bar = None
-        tqdm = _optional("tqdm")
-        if enabled and tqdm is not None:
+        if tqdm is not None:
             self.bar = tqdm.tqdm(total=total, unit="call", leave=False, file=sys.stderr)
-        self.t0 = time.perf_counter()
 
     def update(self, desc: str = "") -> None:
-        self.n += 1
-        if not self.enabled:
-            return
         if self.bar is not None:
             self.bar.set_description(desc, refresh=False)
             self.bar.update(1)
-            return
-        if self.n % 25 and self.n != self.total:
-            return
-        w = 30
-        k = w * self.n // max(self.total, 1)
-        el = time.perf_counter() - self.t0
-        sys.stderr.write(
-            f"\r[{'#' * k}{'.' * (w - k)}] {self.n}/{self.total} {el:5.0f}s {desc:30.30}"
-        )
-        sys.stderr.flush()
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-        elif self.enabled:
-            sys.stderr.write("\r" + " " * 80 + "\r")
-            sys.stderr.flush()
 
 
 def _build_impls(acts, dtype, n, bufs, peers, backward: bool) -> list[Impl]:
