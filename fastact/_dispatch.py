@@ -212,6 +212,14 @@ def run_cpu(fn, inputs: list[np.ndarray], params: tuple, out: np.ndarray, parall
             _cpu.flat_kernel(fn, len(inputs), parallel)(*flats, _flat(out, order), *p)
         return out
     uf = _cpu.ufunc(fn, len(inputs), len(p), dt)
+    res = out
+    if any(s < 0 for s in out.strides):
+        # Numba's ufunc loops, in place on a view with a reversed axis (x[::-1]), write the
+        # wrong elements and past the array (heap corruption): visit the same elements with
+        # positive strides instead (elementwise, so the order does not matter).
+        flip = tuple(slice(None, None, -1 if s < 0 else 1) for s in out.strides)
+        inputs = [np.broadcast_to(a, out.shape)[flip] for a in inputs]
+        out = out[flip]
     with np.errstate(all="ignore"):  # special values are handled by the formulas on purpose
         uf(*inputs, *p, out=out, casting="same_kind")
-    return out
+    return res
