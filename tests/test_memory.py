@@ -131,3 +131,36 @@ def test_new_parameter_values_do_not_grow_memory():
     second = batch(10.0)
     grown = batch(20.0) - second
     assert grown < 1000, f"{grown} more memory blocks after 10^4 calls with new parameters"
+
+
+# ------------------------------------------------------------------ reversed views
+REVERSED = {
+    "[::-1]": lambda a: a.reshape(-1)[::-1],
+    "[0, ::-1]": lambda a: a[0, ::-1],
+    "[::-1, ::-1]": lambda a: a[::-1, ::-1],
+    "[::-2, ::-1]": lambda a: a[::-2, ::-1],
+    "[1:3, ::-1]": lambda a: a[1:3, ::-1],
+    "[::-1, :]": lambda a: a[::-1, :],
+    ".T[::-1, ::-1]": lambda a: a.T[::-1, ::-1],
+}
+
+
+@pytest.mark.parametrize("view", list(REVERSED))
+@pytest.mark.parametrize("target", ["cpu", "parallel"])
+def test_in_place_on_reversed_views_writes_exactly_the_view(view, target):
+    """Numba's ufunc loop, given an output that is its input reversed (stride -itemsize),
+    wrote one element and then past the array, corrupting the heap; fastact flips such
+    views to positive strides first."""
+    v_of = REVERSED[view]
+    for fn in ("binary_step", "relu6", "sigmoid"):
+        base = np.linspace(-8, 8, 30).reshape(6, 5)
+        expect = base.copy()
+        v_of(expect)[...] = getattr(fastact, fn)(v_of(expect).copy(), target="cpu")
+        v = v_of(base)
+        assert getattr(fastact, fn + "_")(v, target=target) is v
+        np.testing.assert_array_equal(base, expect)
+        g = np.linspace(-1, 1, 30).reshape(6, 5)
+        gv, xv = v_of(g), v_of(base)
+        want = getattr(fastact, fn + "_backward")(gv.copy(), xv.copy(), target="cpu")
+        assert getattr(fastact, fn + "_backward")(gv, xv, out=gv, target=target) is gv
+        np.testing.assert_array_equal(gv, want)
