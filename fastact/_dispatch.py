@@ -213,6 +213,16 @@ def run_cpu(fn, inputs: list[np.ndarray], params: tuple, out: np.ndarray, parall
         return out
     uf = _cpu.ufunc(fn, len(inputs), len(p), dt)
     res = out
+    if not (out.flags.c_contiguous or out.flags.f_contiguous) and not any(
+        _same_view(a, out) for a in inputs
+    ):
+        # Numba's ufunc loop ignores the output's stride when every input is contiguous
+        # (writes out[0:n] instead of out[::2], past the array for out[::-1]): compute into a
+        # contiguous temporary, then copy (only out of place into a strided out)
+        tmp = np.empty(out.shape, dt)
+        run_cpu(fn, inputs, params, tmp, parallel)
+        np.copyto(out, tmp, casting="same_kind")
+        return out
     if any(s < 0 for s in out.strides):
         # Numba's ufunc loops, in place on a view with a reversed axis (x[::-1]), write the
         # wrong elements and past the array (heap corruption): visit the same elements with
