@@ -164,3 +164,30 @@ def test_in_place_on_reversed_views_writes_exactly_the_view(view, target):
         want = getattr(fastact, fn + "_backward")(gv.copy(), xv.copy(), target="cpu")
         assert getattr(fastact, fn + "_backward")(gv, xv, out=gv, target=target) is gv
         np.testing.assert_array_equal(gv, want)
+
+
+OUTS = {
+    "[::2]": lambda a: a[::2],
+    "[::-1]": lambda a: a[: a.size // 2][::-1],
+    "[::-3]": lambda a: a[::-3],
+    "2-d[:, ::2]": lambda a: a.reshape(-1, 6)[:, ::2],
+}
+
+
+@pytest.mark.parametrize("out_view", list(OUTS))
+@pytest.mark.parametrize("target", ["cpu", "parallel"])
+def test_contiguous_inputs_into_a_strided_out_write_exactly_out(out_view, target):
+    """Numba's ufunc loop ignored the output's stride when every input was contiguous:
+    out=o[::2] got o[0:n] written, out=o[::-1] was written past its end."""
+    ob = np.full(48, np.nan)
+    out = OUTS[out_view](ob)
+    x = np.linspace(-3, 3, out.size).reshape(out.shape)
+    g = np.linspace(1, 2, out.size).reshape(out.shape)
+    for call, want in (
+        (lambda: fastact.tanh(x, out=out, target=target), np.tanh(x)),
+        (lambda: fastact.relu_backward(g, x, out=out, target=target), g * (x > 0)),
+    ):
+        ob[...] = np.nan
+        assert call() is out
+        np.testing.assert_allclose(out, want, rtol=1e-15, atol=0)
+        assert np.isnan(ob).sum() == ob.size - out.size  # nothing outside out written
