@@ -168,22 +168,56 @@ def wide_vectors(typingctx):
     return numba.types.none(), codegen
 
 
+# Kernels run over whole blocks of BLOCK elements (a multiple of every SIMD width), and the
+# last partial block through a zero-padded buffer by the same loop: every element is
+# computed by the same vector code, so results do not depend on the array's length, on
+# where a chunk of "parallel" starts, or on alignment ("cpu" == "parallel" bitwise), and
+# there is no scalar remainder loop whose contractions could round differently.
+BLOCK = 64
+
+
 @functools.cache
 def flat_kernel(fn, nin: int, parallel: bool):
-    """Compiled loop applying formula ``fn`` over contiguous 1-D arrays, in place allowed."""
+    """Compiled loop applying formula ``fn`` over contiguous 1-D arrays into ``out``."""
     if nin == 1:
 
         def kernel(x, out, *p):
-            for i in prange(x.size):
+            n = x.size
+            nb = n // BLOCK
+            for b in prange(nb):
                 wide_vectors()
-                out[i] = fn(x[i], *p)
+                s = b * BLOCK
+                for j in range(BLOCK):
+                    out[s + j] = fn(x[s + j], *p)
+            s = nb * BLOCK
+            if s < n:
+                wide_vectors()
+                bx = np.zeros(BLOCK, x.dtype)
+                bx[: n - s] = x[s:]
+                for j in range(BLOCK):
+                    bx[j] = fn(bx[j], *p)
+                out[s:] = bx[: n - s]
 
     else:
 
         def kernel(g, x, out, *p):
-            for i in prange(x.size):
+            n = x.size
+            nb = n // BLOCK
+            for b in prange(nb):
                 wide_vectors()
-                out[i] = g[i] * fn(x[i], *p)
+                s = b * BLOCK
+                for j in range(BLOCK):
+                    out[s + j] = g[s + j] * fn(x[s + j], *p)
+            s = nb * BLOCK
+            if s < n:
+                wide_vectors()
+                bg = np.zeros(BLOCK, x.dtype)
+                bx = np.zeros(BLOCK, x.dtype)
+                bg[: n - s] = g[s:]
+                bx[: n - s] = x[s:]
+                for j in range(BLOCK):
+                    bg[j] = bg[j] * fn(bx[j], *p)
+                out[s:] = bg[: n - s]
 
     kind = "par" if parallel else "ser"
     return jit_kernel(kernel, f"{fn.__name__}_n{nin}_{kind}", parallel)
@@ -227,16 +261,42 @@ def inplace_kernel(fn, nin: int, parallel: bool):
     if nin == 1:
 
         def kernel(a, *p):
-            for i in prange(a.size):
+            n = a.size
+            nb = n // BLOCK
+            for b in prange(nb):
                 wide_vectors()
-                a[i] = fn(a[i], *p)
+                s = b * BLOCK
+                for j in range(BLOCK):
+                    a[s + j] = fn(a[s + j], *p)
+            s = nb * BLOCK
+            if s < n:
+                wide_vectors()
+                ba = np.zeros(BLOCK, a.dtype)
+                ba[: n - s] = a[s:]
+                for j in range(BLOCK):
+                    ba[j] = fn(ba[j], *p)
+                a[s:] = ba[: n - s]
 
     else:
 
         def kernel(g, x, *p):
-            for i in prange(x.size):
+            n = x.size
+            nb = n // BLOCK
+            for b in prange(nb):
                 wide_vectors()
-                g[i] = g[i] * fn(x[i], *p)
+                s = b * BLOCK
+                for j in range(BLOCK):
+                    g[s + j] = g[s + j] * fn(x[s + j], *p)
+            s = nb * BLOCK
+            if s < n:
+                wide_vectors()
+                bg = np.zeros(BLOCK, x.dtype)
+                bx = np.zeros(BLOCK, x.dtype)
+                bg[: n - s] = g[s:]
+                bx[: n - s] = x[s:]
+                for j in range(BLOCK):
+                    bg[j] = bg[j] * fn(bx[j], *p)
+                g[s:] = bg[: n - s]
 
     kind = "par" if parallel else "ser"
     return jit_kernel(kernel, f"{fn.__name__}_i{nin}_{kind}", parallel)

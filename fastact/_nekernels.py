@@ -24,7 +24,7 @@ from numba.extending import overload
 
 from . import _formulas as F
 from . import _vmath as vm
-from ._cpu import jit_kernel
+from ._cpu import jit_kernel, wide_vectors
 
 # Reductions may be reassociated (they become SIMD partial sums; the order is still fixed
 # by the code and the shape). Elementwise work keeps fastact's flags.
@@ -129,6 +129,7 @@ def rowdot(a, b):
 def _exp_into(x, m, out):
     """out[i] = e^(x[i] - m). In place gets its own one-array loop: LLVM's runtime alias
     check would send an x that *is* out to the scalar fallback."""
+    wide_vectors()
     if x.ctypes.data == out.ctypes.data:
         for i in range(out.size):
             out[i] = vm.exp(out[i] - m)
@@ -139,6 +140,7 @@ def _exp_into(x, m, out):
 
 @_plain
 def _scale(a, r):
+    wide_vectors()
     for i in range(a.size):
         a[i] *= r
 
@@ -146,6 +148,7 @@ def _scale(a, r):
 @_plain
 def _shift(x, m, c, out):
     """out[i] = (x[i] - m) - c (m + c would round away c next to a huge m)."""
+    wide_vectors()
     if x.ctypes.data == out.ctypes.data:
         for i in range(out.size):
             out[i] = (out[i] - m) - c
