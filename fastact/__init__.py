@@ -10,6 +10,10 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
+import warnings as _warnings
+
+from numba.core.errors import NumbaIRAssumptionWarning as _NumbaIRAssumptionWarning
+
 from . import _api
 from ._registry import REGISTRY as _REGISTRY
 from ._registry import Activation
@@ -18,6 +22,9 @@ try:
     __version__ = _version("fastact")
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
+
+# Numba's internal pedantic check misfires on the inlined math layer; the code is correct.
+_warnings.filterwarnings("ignore", category=_NumbaIRAssumptionWarning, module=r".*fastact")
 
 ACTIVATIONS: dict[str, Activation] = _REGISTRY
 """Registry of the elementwise activations, by name."""

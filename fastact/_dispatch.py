@@ -55,7 +55,7 @@ def compute_dtype(dtype: np.dtype, what: str) -> np.dtype:
 def as_input(x, what: str = "x") -> np.ndarray:
     """An out-of-place input as an array of float32 or float64 (scalars, lists, ints, bools
     become float64; float16 is computed in float32)."""
-    a = x if isinstance(x, np.ndarray) else np.asarray(x)
+    a = x if type(x) is np.ndarray else np.asarray(x)  # subclasses: their data as ndarray
     dt = compute_dtype(a.dtype, what)
     return a if a.dtype == dt else a.astype(dt)
 
@@ -201,6 +201,11 @@ def run_cpu(fn, inputs: list[np.ndarray], params: tuple, out: np.ndarray, parall
     ``out``. Inputs are float arrays of the compute dtype ``dt``; ``out`` was checked."""
     dt = inputs[-1].dtype
     p = typed_params(params, dt)
+    # ndarray subclasses (masked arrays, matrices, ...) as plain views: Numba takes only
+    # ndarray, and writing through a view writes into the caller's object
+    inputs = [a if type(a) is np.ndarray else a.view(np.ndarray) for a in inputs]
+    if type(out) is not np.ndarray:
+        out = out.view(np.ndarray)
     inputs = _detach(inputs, out)
     same_shape = all(a.shape == out.shape for a in inputs)
     order = _common_order(inputs + [out]) if same_shape else None
