@@ -7,10 +7,9 @@ Every elementwise activation NAME in ``ACTIVATIONS`` has four functions: ``NAME(
 
 from __future__ import annotations
 
+import warnings as _warnings
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
-
-import warnings as _warnings
 
 from numba.core.errors import NumbaIRAssumptionWarning as _NumbaIRAssumptionWarning
 
