@@ -21,6 +21,6 @@ _COMMON = dict(
     print_blob=True,
 )
 settings.register_profile("ci", max_examples=60, **_COMMON)
-settings.register_profile("long", max_examples=5000, **_COMMON)
+settings.register_profile("long", max_examples=2000, **_COMMON)
 settings.register_profile("dev", max_examples=10, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
