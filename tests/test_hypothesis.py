@@ -179,7 +179,10 @@ def close(a, b, g=None) -> None:
     np.testing.assert_array_equal(a[inf], b[inf])
     fin = ~(inf | np.isnan(a))
     eps = np.finfo(a.dtype).eps
-    scale = 1.0 if g is None else 1.0 + np.abs(np.broadcast_to(g, a.shape)[fin]).astype(float)
+    scale = 1.0
+    if g is not None:
+        gabs = np.abs(np.broadcast_to(g, a.shape)[fin]).astype(float)
+        scale = 1.0 + np.nan_to_num(gabs, nan=0.0)
     with np.errstate(all="ignore"):
         a64, b64 = a[fin].astype(float), b[fin].astype(float)
         tol = 8 * eps * (np.abs(a64) + np.abs(b64) + scale)
@@ -218,6 +221,7 @@ def test_float32_agrees_with_float64(data):
     assume(kind in ("forward", "grad"))
     x32 = data.draw(views(np.float32))[0]
     kw32 = {k: float(np.float32(v)) if isinstance(v, float) else v for k, v in kw.items()}
+    assume(spec_valid(act, kw32))  # (beta=1e-60 is valid, but 0 in float32)
     r32 = call(act, kind, x32, kw32)
     r64 = np.asarray(call(act, kind, x32.astype(np.float64), kw32)).astype(np.float32)
     r32 = np.asarray(r32)
@@ -446,14 +450,14 @@ def test_softmax_family_views_targets_in_place(data):
             np.testing.assert_allclose(ref, want, rtol=tol, atol=tol)
     y = x.copy() if data.draw(st.booleans()) else x
     assert fwd_(y, axis=axis, target=data.draw(st.sampled_from(TARGETS))) is y
-    same(y, ref)
+    close(y, ref)  # (a strided row may be summed in another order than a contiguous one)
     g = data.draw(views(x.dtype, x.shape))[0]
     bwd = fastact.log_softmax_backward if log else fastact.softmax_backward
     r = bwd(g, ref, axis=axis, target="cpu")
     assert bits(bwd(g, ref, axis=axis, target="parallel")) == bits(r)
     gg = g.copy()
     assert bwd(gg, ref, axis=axis, out=gg) is gg
-    same(gg, r)
+    close(gg, r, g)
 
 
 @given(st.data())
@@ -483,8 +487,9 @@ def test_maxout_and_prelu_views_targets(data):
     for t in TARGETS:
         same(fastact.prelu(x, w, target=t), ref)
     wb = w.reshape((1, -1) + (1,) * (x.ndim - 2)) if x.ndim >= 2 else w
-    with np.errstate(all="ignore"):
-        want = np.where(x > 0, x, wb * x)
+    with np.errstate(all="ignore"):  # prelu(x <= 0) with weight 0 is +0, even at -inf
+        want = np.where(x > 0, x, np.where(wb == 0, 0.0, wb * x))
+        want = np.where(np.isnan(x), x, want)
     np.testing.assert_array_equal(ref, want.astype(x.dtype))
     y = x.copy()
     assert fastact.prelu_(y, w) is y
