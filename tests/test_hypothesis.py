@@ -38,6 +38,18 @@ REFUSED_INPLACE = ["i1", "i4", "i8", "u2", "?", "c8", "c16", "O", "f2"]
 TARGETS = ["cpu", "parallel", "auto"]
 
 
+# Known bugs, reported (the formulas are not this suite's to fix): at the most negative
+# finite floats (float32 below about -1.7e38, float64 -1.8e308) silu and mish give NaN and
+# silu' gives -inf, where the limits are -0 and 0. Pinned by test_most_negative_finite_inputs
+# (strict xfail: it fails loudly once fixed) and kept out of the properties below meanwhile.
+KNOWN_EXTREME = {("silu", "forward"), ("silu", "grad"), ("mish", "forward")}
+
+
+def known_extreme(act, kind, x) -> bool:
+    x = np.asarray(x)
+    return (act.name, kind) in KNOWN_EXTREME and bool((x < np.finfo(x.dtype).min / 4).any())
+
+
 # ------------------------------------------------------------------ strategies
 def floats_of(dtype):
     return st.floats(width=np.dtype(dtype).itemsize * 8)  # NaN, ±inf, ±0, subnormals
@@ -222,6 +234,7 @@ def test_float32_agrees_with_float64(data):
     x32 = data.draw(views(np.float32))[0]
     kw32 = {k: float(np.float32(v)) if isinstance(v, float) else v for k, v in kw.items()}
     assume(spec_valid(act, kw32))  # (beta=1e-60 is valid, but 0 in float32)
+    assume(not known_extreme(act, kind, x32))
     r32 = call(act, kind, x32, kw32)
     r64 = np.asarray(call(act, kind, x32.astype(np.float64), kw32)).astype(np.float32)
     r32 = np.asarray(r32)
@@ -229,6 +242,32 @@ def test_float32_agrees_with_float64(data):
     # 4 eps absolute: the SPEC's allowance near a derivative's interior zero; 1e-4 relative:
     # gelu(approximate="tanh") beyond |x| = 2
     np.testing.assert_allclose(r32, r64, rtol=1e-4, atol=4 * 2**-23 if kind == "grad" else 1e-44)
+
+
+@given(st.data())
+def test_finite_inputs_never_give_nan(data):
+    """SPEC §3: NaN out only for NaN in; every activation is defined on all of R."""
+    act, kind, kw = data.draw(setups())
+    assume(kind in ("forward", "grad", "backward"))
+    dtype = data.draw(st.sampled_from(FLOATS))
+    x = data.draw(hnp.arrays(dtype, data.draw(st.integers(1, 30)),
+                             elements=st.floats(width=dtype.itemsize * 8, allow_nan=False,
+                                                allow_infinity=False)))  # fmt: skip
+    assume(not known_extreme(act, kind, x))
+    g = np.ones_like(x) if kind == "backward" else None
+    res = np.asarray(call(act, kind, x, kw, g))
+    assert not np.isnan(res).any(), x[np.isnan(res)]
+
+
+@pytest.mark.xfail(strict=True, reason="known bug in fastact/_formulas.py (silu, mish at the "
+                   "most negative finite floats), reported; remove this mark once fixed")
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+@pytest.mark.parametrize("name,kind", sorted(KNOWN_EXTREME))
+def test_most_negative_finite_inputs(name, kind, dtype):
+    act = fastact.ACTIVATIONS[name]
+    x = np.array([np.finfo(dtype).min, np.finfo(dtype).min * 0.9], dtype)
+    res = call(act, kind, x, {})
+    assert np.all(np.abs(res) <= 1), res  # the limits are -0 (f) and 0 (f')
 
 
 # ------------------------------------------------------------------ in place and out=
