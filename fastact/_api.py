@@ -105,10 +105,6 @@ def _merge(act: Activation, fname: str, kw: dict[str, Any]) -> dict[str, Any]:
     return {**act.params, **kw}
 
 
-def _result(res: np.ndarray, out) -> Any:
-    return res[()] if (out is None and res.ndim == 0) else res
-
-
 def _cuda(fn, inputs, params, out, inplace, stream):
     from . import _cuda
 
@@ -151,7 +147,7 @@ def _make(act: Activation, kind: str):
         if stream is None and target != "cuda":
             res = D.try_fast_unary(fn, x, out, p, act.family, target)
             if res is not None:
-                return _result(res, out)
+                return D.wrap_result(res, out)
         if target == "cuda" or D.is_cuda_array(x):
             return _cuda(fn, [x], p, out, False, stream)
         a = D.as_input(x)
@@ -160,7 +156,7 @@ def _make(act: Activation, kind: str):
         else:
             res = D.check_out(out, a.shape, a.dtype)
         D.run_cpu(fn, [a], p, res, D.choose_cpu_target(target, a.size, act.family))
-        return _result(res, out)
+        return D.wrap_result(res, out, x)
 
     def inplace(x, *, target="auto", stream=None, **kw):
         D.check_target(target)
@@ -207,7 +203,7 @@ def _make(act: Activation, kind: str):
             ) from None
         res = np.empty(shape, dt) if out is None else D.check_out(out, shape, dt)
         D.run_cpu(fn, [g, a], p, res, D.choose_cpu_target(target, res.size, act.family))
-        return _result(res, out)
+        return D.wrap_result(res, out, grad)
 
     public = {"forward": unary, "grad": unary, "forward_": inplace, "backward": backward}[kind]
     public.__name__ = public.__qualname__ = fname

@@ -95,6 +95,18 @@ def check_out(out, shape: tuple, dtype: np.dtype) -> np.ndarray:
     return out
 
 
+def wrap_result(res: np.ndarray, out, like=None):
+    """What a ufunc returns: ``out`` if given; a scalar for a 0-d result; the input's
+    ndarray subclass (as a view) for a subclass input."""
+    if out is not None:
+        return res
+    if res.ndim == 0:
+        return res[()]
+    if like is not None and type(like) is not np.ndarray and isinstance(like, np.ndarray):
+        return res.view(type(like))
+    return res
+
+
 def choose_cpu_target(target: str, n: int, family: str) -> bool:
     """True for the parallel loop."""
     if target == "parallel":

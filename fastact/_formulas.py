@@ -326,7 +326,7 @@ def silu(x):
     """x·σ(x): x/(1+e^-x) for x >= 0; for x < 0, with u = x·e^x, x·u/(x+u); x/2 where
     |x| < 2^-60 (x·u would underflow there, and x/2 is exact to both dtypes)."""
     T = type(x)
-    if x == -math.inf:
+    if x < -800:  # x·σ(x) underflows in both dtypes (and x·u would overflow)
         return T(0)
     if abs(x) < T(2.0**-60):
         return x * T(0.5)
@@ -340,8 +340,10 @@ def silu_grad(x):
     """σ(x)(1 + x·σ(-x)) = e^x(1 + t + x)/(1+t)² for x < 0 (t = e^x, 1 + t exact, and
     1 + x exact near the zero at -1.28), x >= 0: (1 + t + x·t)/(1+t)² with t = e^-x."""
     T = type(x)
-    if abs(x) == math.inf:
-        return T(0) if x < 0 else T(1)
+    if x < -800:  # underflows in both dtypes (and (1+t+x)/(1+t)² could overflow)
+        return T(0)
+    if x == math.inf:
+        return T(1)
     t = vm.exp(-abs(x))
     dh, dl = _one_plus(t)
     d2 = _sq2(dh, dl)
@@ -355,7 +357,7 @@ def silu_grad(x):
 def mish(x):
     """x·tanh(softplus x) = x·n/(n+2), n = e^x(e^x+2); for x < 0 from u = x·e^x."""
     T = type(x)
-    if x == -math.inf:
+    if x < -800:  # x·tanh(softplus x) underflows in both dtypes
         return T(0)
     if x >= 20:
         return x

@@ -102,7 +102,7 @@ def _make_softmax(log: bool):
         work = L.work(res, a.dtype)
         _softmax_run(a, ax, work, log, target)
         L.finish(work, res)
-        return res
+        return D.wrap_result(res, out, x) if res.ndim else res
 
     def inplace(x: np.ndarray, axis: int = -1, *, target: str = "auto", stream=None) -> np.ndarray:
         D.check_target(target)
@@ -197,7 +197,7 @@ def _make_softmax_backward(log: bool):
         work = L.work(res, dt)
         _softmax_bwd_run(g, a, ax, work, log, target)
         L.finish(work, res)
-        return res
+        return D.wrap_result(res, out, grad) if res.ndim else res
 
     formula = "dx_i = g_i - exp(y_i) * sum_j g_j" if log else "dx_i = y_i * (g_i - sum_j g_j y_j)"
     fwd = "log_softmax" if log else "softmax"

@@ -20,7 +20,7 @@ _COMMON = dict(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     print_blob=True,
 )
-settings.register_profile("ci", max_examples=60, **_COMMON)
+settings.register_profile("ci", max_examples=60, derandomize=True, **_COMMON)  # reproducible CI
 settings.register_profile("long", max_examples=2000, **_COMMON)
 settings.register_profile("dev", max_examples=10, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
