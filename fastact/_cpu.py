@@ -168,7 +168,8 @@ def wide_vectors(typingctx):
     return numba.types.none(), codegen
 
 
-# Kernels run over whole blocks of BLOCK elements (a multiple of every SIMD width), and the
+# Kernels run over whole blocks of BLOCK elements (a multiple of every SIMD width), each a
+# slice (a slice index is provably non-negative, so no wraparound select blocks SIMD), and the
 # last partial block through a zero-padded buffer by the same loop: every element is
 # computed by the same vector code, so results do not depend on the array's length, on
 # where a chunk of "parallel" starts, or on alignment ("cpu" == "parallel" bitwise), and
@@ -186,9 +187,9 @@ def flat_kernel(fn, nin: int, parallel: bool):
             nb = n // BLOCK
             for b in prange(nb):
                 wide_vectors()
-                s = b * BLOCK
+                xb, ob = x[b * BLOCK : (b + 1) * BLOCK], out[b * BLOCK : (b + 1) * BLOCK]
                 for j in range(BLOCK):
-                    out[s + j] = fn(x[s + j], *p)
+                    ob[j] = fn(xb[j], *p)
             s = nb * BLOCK
             if s < n:
                 wide_vectors()
@@ -205,9 +206,10 @@ def flat_kernel(fn, nin: int, parallel: bool):
             nb = n // BLOCK
             for b in prange(nb):
                 wide_vectors()
-                s = b * BLOCK
+                lo, hi = b * BLOCK, (b + 1) * BLOCK
+                gb, xb, ob = g[lo:hi], x[lo:hi], out[lo:hi]
                 for j in range(BLOCK):
-                    out[s + j] = g[s + j] * fn(x[s + j], *p)
+                    ob[j] = gb[j] * fn(xb[j], *p)
             s = nb * BLOCK
             if s < n:
                 wide_vectors()
@@ -265,9 +267,9 @@ def inplace_kernel(fn, nin: int, parallel: bool):
             nb = n // BLOCK
             for b in prange(nb):
                 wide_vectors()
-                s = b * BLOCK
+                ab = a[b * BLOCK : (b + 1) * BLOCK]
                 for j in range(BLOCK):
-                    a[s + j] = fn(a[s + j], *p)
+                    ab[j] = fn(ab[j], *p)
             s = nb * BLOCK
             if s < n:
                 wide_vectors()
@@ -284,9 +286,9 @@ def inplace_kernel(fn, nin: int, parallel: bool):
             nb = n // BLOCK
             for b in prange(nb):
                 wide_vectors()
-                s = b * BLOCK
+                gb, xb = g[b * BLOCK : (b + 1) * BLOCK], x[b * BLOCK : (b + 1) * BLOCK]
                 for j in range(BLOCK):
-                    g[s + j] = g[s + j] * fn(x[s + j], *p)
+                    gb[j] = gb[j] * fn(xb[j], *p)
             s = nb * BLOCK
             if s < n:
                 wide_vectors()
