@@ -36,6 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._registry import select_names
+
 FLOAT_TYPES = {"float32": np.float32, "float64": np.float64}
 QUICK = "sizes 1e6 float32 only, every activation, 5 repeats, forward and backward"
 
@@ -670,14 +672,11 @@ def run(args) -> int:
         print("bench: --plot needs matplotlib, which is not installed "
               "(pip install matplotlib), or drop --plot", file=sys.stderr)  # fmt: skip
         return 2
-    names = list(fastact.ACTIVATIONS)
-    if args.only:
-        names = [s.strip() for s in args.only.split(",") if s.strip()]
-        bad = [s for s in names if s not in fastact.ACTIVATIONS]
-        if bad:
-            print(f"bench: unknown activation(s) {', '.join(bad)}; "
-                  f"known: {', '.join(fastact.ACTIVATIONS)}", file=sys.stderr)  # fmt: skip
-            return 2
+    try:
+        names = select_names(args.only)
+    except ValueError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 2
     dtypes = [s.strip() for s in args.dtypes.split(",") if s.strip()]
     bad = [d for d in dtypes if d not in FLOAT_TYPES]
     if bad:

@@ -8,6 +8,8 @@ import sys
 
 import numpy as np
 
+from ._registry import select_names
+
 LO, HI = -5.0, 5.0
 
 
@@ -61,7 +63,6 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    import fastact
 
     try:
         import matplotlib  # noqa: F401
@@ -69,14 +70,11 @@ def run(args) -> int:
         print("plot: needs matplotlib, which is not installed (pip install matplotlib, "
               "or pip install 'fastact[bench]')", file=sys.stderr)  # fmt: skip
         return 2
-    names = list(fastact.ACTIVATIONS)
-    if args.only:
-        names = [s.strip() for s in args.only.split(",") if s.strip()]
-        bad = [s for s in names if s not in fastact.ACTIVATIONS]
-        if bad or not names:
-            print(f"plot: unknown activation(s) {', '.join(bad)}; "
-                  f"known: {', '.join(fastact.ACTIVATIONS)}", file=sys.stderr)  # fmt: skip
-            return 2
+    try:
+        names = select_names(args.only)
+    except ValueError as e:
+        print(f"plot: {e}", file=sys.stderr)
+        return 2
     gallery(names, args.out)
     print(f"wrote {args.out} ({len(names)} activations)")
     return 0

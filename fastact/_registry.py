@@ -308,3 +308,17 @@ REGISTRY: dict[str, Activation] = {
         ),
     ]
 }
+
+
+def select_names(only: str | None) -> list[str]:
+    """Activation names from a comma-separated ``--only`` value (all of them for None/empty);
+    ``ValueError`` naming the unknown ones."""
+    if not only:
+        return list(REGISTRY)
+    names = [s.strip() for s in only.split(",") if s.strip()]
+    bad = [s for s in names if s not in REGISTRY]
+    if bad or not names:
+        raise ValueError(
+            f"unknown activation(s) {', '.join(bad)}; known: {', '.join(REGISTRY)}"
+        )
+    return names
