@@ -1,6 +1,13 @@
 """Softmax speed on a 10^4 x 10^4 float32 array (or --n N): fastact (cpu, parallel; in place
-and into a preallocated out) vs scipy.special.softmax, the NumPy formula, and the memory
-floor (an in-place multiply over the same array with the same threads, in the same run).
+and into a preallocated out) vs scipy.special.softmax, the NumPy formula, and two memory
+floors measured in the same run with the same threads:
+
+- the one-pass floor: an in-place multiply over the array (reads and writes each element
+  once, the floor of an elementwise activation);
+- the two-pass floor of softmax: a read-only sum over the array (the pass that finds the
+  row maximum and the normaliser) followed by the in-place multiply (the pass that writes
+  the result). A row that fits in cache lets fastact do its inner passes in cache, so it can
+  come in under this floor; the issue's bar is within 2x of it.
 
     python scripts/softmax_speed.py [--n 10000] [--repeat 3]
 """
@@ -23,6 +30,17 @@ def _floor_kernel(parallel: bool):
             a[i] *= c
 
     return scale
+
+
+def _read_kernel(parallel: bool):
+    @njit(parallel=parallel, error_model="numpy", fastmath={"contract", "reassoc"})
+    def total(a):
+        s = a.dtype.type(0)
+        for i in prange(a.size):
+            s += a[i]
+        return s
+
+    return total
 
 
 def numpy_softmax(x):
@@ -55,10 +73,13 @@ def main():
     flat = work.reshape(-1)
     c = np.float32(1.0000001)
     floors = {p: _floor_kernel(p) for p in (False, True)}
+    reads = {p: _read_kernel(p) for p in (False, True)}
     res = {}
     for target, par in (("cpu", False), ("parallel", True)):
         fl = floors[par]
         res[f"floor ({target}: x *= c in place)"] = best(lambda f=fl: f(flat, c), args.repeat)
+        rd = reads[par]
+        res[f"read ({target}: sum(x))"] = best(lambda f=rd: f(flat), args.repeat)
         res[f"fastact.softmax_ in place, {target}"] = best(
             lambda t=target: fastact.softmax_(work, target=t), args.repeat
         )
@@ -75,7 +96,11 @@ def main():
         fl = res[f"floor ({target}: x *= c in place)"]
         ip = res[f"fastact.softmax_ in place, {target}"]
         op = res[f"fastact.softmax out=, {target}"]
-        print(f"  {target}: in place {ip / fl:.2f}x floor, out= {op / fl:.2f}x floor")
+        two = fl + res[f"read ({target}: sum(x))"]
+        print(
+            f"  {target}: in place {ip / fl:.2f}x one-pass floor, {ip / two:.2f}x two-pass floor;"
+            f" out= {op / fl:.2f}x one-pass floor, {op / two:.2f}x two-pass floor"
+        )
     best_fa = min(res["fastact.softmax out=, parallel"], res["fastact.softmax out=, cpu"])
     print(
         f"  speed-up vs scipy {res['scipy.special.softmax(x, axis=-1)'] / best_fa:.1f}x, "
