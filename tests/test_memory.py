@@ -28,17 +28,18 @@ import fastact
 from fastact import _cpu
 from fastact import _formulas as F
 
+_KERNELS = {  # name: (factory, formula, parallel, nin)
+    "flat_n1_ser": (_cpu.flat_kernel, F.softshrink, False, 1),
+    "flat_n1_par": (_cpu.flat_kernel, F.softshrink, True, 1),
+    "flat_n2_par": (_cpu.flat_kernel, F.shrink_grad, True, 2),
+    "inplace_n1_par": (_cpu.inplace_kernel, F.softshrink, True, 1),
+}
 
-def _kernels():
-    yield "flat_n1_ser", _cpu.flat_kernel(F.softshrink, 1, False), False, 1
-    yield "flat_n1_par", _cpu.flat_kernel(F.softshrink, 1, True), True, 1
-    yield "flat_n2_par", _cpu.flat_kernel(F.shrink_grad, 2, True), True, 2
-    if hasattr(_cpu, "inplace_kernel"):
-        yield "inplace_n1_par", _cpu.inplace_kernel(F.softshrink, 1, True), True, 1
 
-
-@pytest.mark.parametrize("name,kernel,parallel,nin", list(_kernels()), ids=lambda v: str(v))
-def test_loop_index_is_64_bit_in_the_ir(name, kernel, parallel, nin):
+@pytest.mark.parametrize("name", list(_KERNELS))  # ids by name: the same in every xdist worker
+def test_loop_index_is_64_bit_in_the_ir(name):
+    factory, fn, parallel, nin = _KERNELS[name]
+    kernel = factory(fn, nin, parallel)
     # compiled afresh: Numba cannot show the IR of a kernel loaded from the disk cache
     disp = getattr(kernel, "dispatcher", kernel)
     fresh = njit(parallel=parallel, **_cpu._OPTIONS)(disp.py_func)
