@@ -462,10 +462,19 @@ def hardtanh_grad(x, min_val, max_val):
 
 
 @scalar
+def _div6(p):
+    """p/6 correctly rounded for |p| >= 2^-120, as p·(1/6) plus one FMA correction: a
+    division does not pipeline, and alone made the hard* kernels exceed the memory floor."""
+    T = type(p)
+    q = p * T(1 / 6)
+    return vm.fma(vm.fma(-q, T(6), p), T(1 / 6), q)
+
+
+@scalar
 def hardsigmoid(x):
     """relu6(x+3)/6."""
     T = type(x)
-    return T(0) if x <= -3 else (T(1) if x >= 3 else (x + T(3)) / T(6))
+    return T(0) if x <= -3 else (T(1) if x >= 3 else _div6(x + T(3)))
 
 
 @scalar
@@ -484,14 +493,14 @@ def hardsigmoid_grad_y(y):
 def hardswish(x):
     """x·relu6(x+3)/6."""
     T = type(x)
-    return T(0) if x <= -3 else (x if x >= 3 else x * (x + T(3)) / T(6))
+    return T(0) if x <= -3 else (x if x >= 3 else x * _div6(x + T(3)))
 
 
 @scalar
 def hardswish_grad(x):
     """(2x+3)/6 inside (-3, 3); 0 at -3 and 1 at 3, as PyTorch."""
     T = type(x)
-    return T(0) if x <= -3 else (T(1) if x >= 3 else (T(2) * x + T(3)) / T(6))
+    return T(0) if x <= -3 else (T(1) if x >= 3 else _div6(T(2) * x + T(3)))
 
 
 # ----------------------------------------------------------------- log sigmoid

@@ -138,6 +138,46 @@ def _exp_into(x, m, out):
             out[i] = vm.exp(x[i] - m)
 
 
+def exp_into_max(x, m, out, nxt):
+    """out[i] = e^(x[i] - m), and return rowmax(nxt): the next row's max pass rides on this
+    row's exp pass, so its memory reads overlap the arithmetic instead of following it."""
+    _exp_into(x, m, out)
+    return rowmax(nxt)
+
+
+@overload(exp_into_max)
+def _ol_exp_into_max(x, m, out, nxt):
+    """Contiguous float rows: one loop, the max as rowmax's integer key of the float bits."""
+    if nxt.layout != "C" or nxt.dtype not in (types.float32, types.float64):
+        return lambda x, m, out, nxt: _exp_into_then_max(x, m, out, nxt)
+    it = np.int32 if nxt.dtype == types.float32 else np.int64
+    low, mask, sh = it(np.iinfo(it).min), it(np.iinfo(it).max), it(8 * it(0).itemsize - 1)
+    ft = np.float32 if nxt.dtype == types.float32 else np.float64
+
+    def impl(x, m, out, nxt):
+        wide_vectors()
+        b = nxt.view(it)
+        km = low
+        if x.ctypes.data == out.ctypes.data:
+            for i in range(out.size):
+                out[i] = vm.exp(out[i] - m)
+                k = it(b[i] ^ it(it(b[i] >> sh) & mask))  # (casts: Numba widens int32 ops)
+                km = k if k > km else km
+        else:
+            for i in range(x.size):
+                out[i] = vm.exp(x[i] - m)
+                k = it(b[i] ^ it(it(b[i] >> sh) & mask))
+                km = k if k > km else km
+        km = it(km ^ it(it(km >> sh) & mask))
+        r = it(km).view(ft)
+        return r if b.size else ft(-np.inf)
+
+    return impl
+
+
+_exp_into_then_max = _plain(exp_into_max)
+
+
 @_plain
 def _scale(a, r):
     wide_vectors()
@@ -177,10 +217,12 @@ def softmax_rows(log: bool, parallel: bool):
         nb = (R + rb - 1) // rb
         for b in prange(nb):
             tmp = np.empty(min(n, CHUNK) if log else 0, x.dtype)
-            for r in range(b * rb, min(R, b * rb + rb)):
+            r0, r1 = b * rb, min(R, b * rb + rb)
+            m_next = rowmax(x[r0]) if not log else x.dtype.type(0)
+            for r in range(r0, r1):
                 xr = x[r]
                 orow = out[r]
-                m = rowmax(xr)
+                m = m_next if not log else rowmax(xr)
                 if log:
                     s = xr.dtype.type(0)
                     for c0 in range(0, n, CHUNK):
@@ -189,6 +231,10 @@ def softmax_rows(log: bool, parallel: bool):
                         _exp_into(xr[c0:c1], m, t)
                         s += rowsum(t)
                     _shift(xr, m, _log(s), orow)
+                elif r + 1 < r1:
+                    m_next = exp_into_max(xr, m, orow, x[r + 1])
+                    s = rowsum(orow)
+                    _scale(orow, xr.dtype.type(1) / s)
                 else:
                     _exp_into(xr, m, orow)
                     s = rowsum(orow)

@@ -27,6 +27,10 @@ import pytest
 
 import fastact
 
+# one worker runs this whole module: its module-scoped fixture (a subprocess) runs once
+pytestmark = pytest.mark.xdist_group("benchmarks")
+
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 MODULES = sorted(p.stem for p in BENCH.glob("*.py") if p.stem != "__init__")

@@ -42,6 +42,10 @@ CHILD = r"""
 import json, sys
 import numpy as np
 import fastact
+
+# one worker runs this whole module: its module-scoped fixture (a subprocess) runs once
+pytestmark = pytest.mark.xdist_group("cache")
+
 assert fastact.__file__.startswith(sys.argv[1]), fastact.__file__
 x = np.linspace(-4, 4, 203)
 res = [fastact.relu(x, target="cpu"), fastact.relu(x, target="parallel"),

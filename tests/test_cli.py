@@ -16,6 +16,10 @@ import pytest
 import fastact
 from fastact import _bench
 
+# one worker runs this whole module: its module-scoped fixture (a subprocess) runs once
+pytestmark = pytest.mark.xdist_group("cli")
+
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 

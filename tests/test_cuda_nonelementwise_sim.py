@@ -21,6 +21,10 @@ import traceback
 import numpy as np
 import pytest
 
+# one worker runs this whole module: its module-scoped fixture (a subprocess) runs once
+pytestmark = pytest.mark.xdist_group("cuda_nonelementwise_sim")
+
+
 HAVE_NUMBA_CUDA = importlib.util.find_spec("numba_cuda") is not None
 needs_numba_cuda = pytest.mark.skipif(
     not HAVE_NUMBA_CUDA, reason="numba-cuda is not installed (pip install 'fastact[cuda]')"

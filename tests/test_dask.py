@@ -15,6 +15,10 @@ import fastact
 da = pytest.importorskip("dask.array", reason="dask[array] is not installed (extra 'dask')")
 import dask  # noqa: E402
 
+# one worker runs this whole module: its module-scoped fixture (a subprocess) runs once
+pytestmark = pytest.mark.xdist_group("dask")
+
+
 ACTS = list(fastact.ACTIVATIONS.values())
 IDS = [a.name for a in ACTS]
 

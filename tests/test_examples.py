@@ -13,6 +13,10 @@ import pytest
 
 from fastact.__main__ import main as cli
 
+# one worker runs this whole module: its module-scoped fixture (a subprocess) runs once
+pytestmark = pytest.mark.xdist_group("examples")
+
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
 
