@@ -592,6 +592,49 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(result: dict, command: str) -> str:
+    """The README's form: per (dtype, n) a summary table of the ratios (fastact parallel and
+    one thread against the floor, against the best peer, backward against its floor), a
+    footnote with the machine, versions and command, and the full grid folded below."""
+    m = result["machine"]
+    out = []
+    cells: dict = {}
+    for r in result["rows"]:
+        cells.setdefault((r["dtype"], r["n"]), {})[(r["activation"], r["pass"], r["impl"])] = r
+    for (dt, n), by in cells.items():
+        acts = list(dict.fromkeys(a for a, _, _ in by if not a.startswith("(")))
+        out += [f"**{dt}, n = {n:.0e}**", "",
+                "| activation | parallel ms | x floor (parallel) | x floor (one thread) "
+                "| best peer | x best peer | backward x floor (parallel) |",
+                "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for a in acts:
+            par = by[(a, "forward", "fastact-parallel")]
+            one = by[(a, "forward", "fastact-cpu")]
+            bwd = by.get((a, "backward", "fastact-parallel"))
+            peers = [r for (b, p, _), r in by.items() if b == a and p == "forward"
+                     and not r["impl"].startswith("fastact")]  # fmt: skip
+            best = min(peers, key=lambda r: r["median_ms"], default=None)
+            fa = min(par["median_ms"], one["median_ms"])
+            vs = f"{best['impl']} | {best['median_ms'] / fa:.2f}" if best else "- | -"
+            bw = f"{bwd['x_floor']:.2f}" if bwd else "-"
+            out.append(f"| {a} | {par['median_ms']:.3g} | {par['x_floor']:.2f} "
+                       f"| {one['x_floor']:.2f} | {vs} | {bw} |")  # fmt: skip
+        fl = {r["impl"]: r["median_ms"] for (a, p, _), r in by.items()
+              if a == "(floor)" and p == "forward"}  # fmt: skip
+        out += ["", f"Floor (in-place multiply, same threads, same run): "
+                f"{fl.get('floor-parallel', math.nan):.2f} ms parallel, "
+                f"{fl.get('floor-cpu', math.nan):.2f} ms one thread. \"x best peer\" is the "
+                "fastest peer's time over fastact's faster target (above 1: fastact is ahead).",
+                ""]  # fmt: skip
+    out += [f"<sub>Measured with `{command}`: fastact {m['fastact']} (git {m.get('git')}), "
+            f"NumPy {m.get('numpy')}, Numba {m.get('numba')}, SciPy {m.get('scipy', '-')}, "
+            f"numexpr {m.get('numexpr', '-')}, PyTorch {m.get('torch', '-')}; "
+            f"{m['numba_threads']} threads ({m['threading_layer']}), CPU {m['cpu']}.</sub>",
+            "", "<details><summary>The full grid</summary>", "", "```",
+            format_table(result), "```", "", "</details>"]  # fmt: skip
+    return "\n".join(out)
+
+
 def plot(result: dict, path: str) -> None:
     import matplotlib
 
@@ -661,6 +704,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="FILE", help="write all medians, ratios, machine info")
     p.add_argument("--plot", metavar="FILE.png", help="bar chart (needs matplotlib)")
+    p.add_argument("--markdown", metavar="FILE.md", help="the README's summary table")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -701,4 +745,8 @@ def run(args) -> int:
             json.dump(result, fh, indent=1)
     if args.plot:
         plot(result, args.plot)
+    if args.markdown:
+        cmd = "python -m fastact " + " ".join(sys.argv[1:])
+        with open(args.markdown, "w") as fh:
+            fh.write(format_markdown(result, cmd) + "\n")
     return 0

@@ -36,15 +36,15 @@ import fastact
 
 PKG = Path(fastact.__file__).parent
 
+# one worker runs this whole module: its module-scoped fixture (a subprocess) runs once
+pytestmark = pytest.mark.xdist_group("cache")
+
 # The child's work: flat kernels (serial and parallel, float64 and float32), each cached on
 # disk; prints the results' bytes as hex.
 CHILD = r"""
 import json, sys
 import numpy as np
 import fastact
-
-# one worker runs this whole module: its module-scoped fixture (a subprocess) runs once
-pytestmark = pytest.mark.xdist_group("cache")
 
 assert fastact.__file__.startswith(sys.argv[1]), fastact.__file__
 x = np.linspace(-4, 4, 203)

@@ -123,3 +123,15 @@ def test_bench_plot(tmp_path):
     else:
         assert r.returncode == 0, r.stderr
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_markdown_summary(bench_json):
+    data, _ = bench_json
+    md = _bench.format_markdown(data, "python -m fastact bench --sizes 1000")
+    rows = [ln for ln in md.splitlines() if ln.startswith(("| relu |", "| sigmoid |"))]
+    assert len(rows) == 2, md
+    for ln in rows:
+        cells = [c.strip() for c in ln.strip("|").split("|")]
+        assert len(cells) == 7
+        assert all(float(cells[i]) > 0 for i in (1, 2, 3, 6))
+    assert "python -m fastact bench --sizes 1000" in md and "<details>" in md

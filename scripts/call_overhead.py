@@ -1,0 +1,101 @@
+"""Two of SPEC §5's small-array figures, measured in one interleaved run:
+
+1. the cost of a 1,000-element call, ``NAME_(x)`` in place with ``target="auto"``, against
+   ``np.tanh(x, out=x)`` on the same array (the bar: at most 2x);
+2. ``target="auto"`` against the better of ``"cpu"`` and ``"parallel"`` at sizes around the
+   parallel thresholds (the bar: at most 10% slower).
+
+    python scripts/call_overhead.py [--only sigmoid,relu] [--repeat 301]
+
+Medians of many short calls (each sample times a batch of calls, so the timer's own cost
+does not count); the input is refilled before every batch and not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import fastact
+from fastact._registry import select_names
+
+AUTO_SIZES = (10_000, 30_000, 100_000, 300_000, 1_000_000)
+
+
+def _median_call(fn, x, master, calls: int, repeat: int) -> float:
+    """Median over ``repeat`` samples of the time of one call (a sample times ``calls``)."""
+    ts = []
+    for _ in range(repeat):
+        np.copyto(x, master)
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn(x)
+        ts.append((time.perf_counter() - t) / calls)
+    return float(np.median(ts))
+
+
+def small_calls(names, repeat: int) -> None:
+    rng = np.random.default_rng(0)
+    master = rng.uniform(-3, 3, 1000).astype(np.float32)
+    x = master.copy()
+    print("1,000 float32 elements, in place, median per call (us); bar: <= 2x np.tanh")
+    worst = 0.0
+    for name in names:
+        act = fastact.ACTIVATIONS[name]
+        act.forward_(x)  # compile / load outside the timing
+        tanh = _median_call(lambda a: np.tanh(a, out=a), x, master, 20, repeat)
+        ours = _median_call(act.forward_, x, master, 20, repeat)
+        worst = max(worst, ours / tanh)
+        print(f"  {name:14s} {ours * 1e6:7.2f}  np.tanh {tanh * 1e6:7.2f}  x {ours / tanh:5.2f}")
+    print(f"  worst ratio {worst:.2f}")
+
+
+def _in_place(act, target: str):
+    return lambda a: act.forward_(a, target=target)
+
+
+def auto_choice(names, repeat: int) -> None:
+    print("target='auto' vs the better of 'cpu' and 'parallel' (float32, in place, us)")
+    worst = 0.0
+    for name in names:
+        act = fastact.ACTIVATIONS[name]
+        for n in AUTO_SIZES:
+            master = np.random.default_rng(1).uniform(-3, 3, n).astype(np.float32)
+            x = master.copy()
+            calls = max(1, 200_000 // n)
+            t = {}
+            for target in ("cpu", "parallel", "auto"):
+                act.forward_(x, target=target)
+            for target in ("cpu", "parallel", "auto"):  # interleaved by repeating the trio
+                t[target] = []
+            for _ in range(max(5, repeat // 10)):
+                for target in ("cpu", "parallel", "auto"):
+                    call = _in_place(act, target)
+                    t[target].append(_median_call(call, x, master, calls, 1))
+            med = {k: float(np.median(v)) for k, v in t.items()}
+            best = min(med["cpu"], med["parallel"])
+            worst = max(worst, med["auto"] / best)
+            print(
+                f"  {name:12s} n={n:>9,d}  cpu {med['cpu'] * 1e6:9.1f}  parallel "
+                f"{med['parallel'] * 1e6:9.1f}  auto {med['auto'] * 1e6:9.1f}  "
+                f"auto/best {med['auto'] / best:5.2f}"
+            )
+    print(f"  worst auto/best {worst:.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default=None, help="comma-separated activations (default: all)")
+    ap.add_argument("--repeat", type=int, default=301)
+    ap.add_argument("--no-auto", action="store_true", help="only the 1,000-element calls")
+    args = ap.parse_args()
+    names = select_names(args.only)
+    small_calls(names, args.repeat)
+    if not args.no_auto:
+        auto_choice(names, args.repeat)
+
+
+if __name__ == "__main__":
+    main()
