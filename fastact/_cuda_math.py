@@ -98,6 +98,12 @@ def log1p(x):
 
 
 @device
+def log1p_unit(x):
+    """log(1 + x) for x in [0, 1]: libdevice log1p (the CPU's cheaper form is for SIMD)."""
+    return type(x)(_log1p(x))
+
+
+@device
 def tanh(x):
     """tanh x."""
     return type(x)(_tanh(x))

@@ -399,11 +399,12 @@ def _exp_neg_abs_scaled(x, beta):
 @scalar
 def softplus(x, beta, threshold):
     """log(1+e^(βx))/β = (max(βx,0) + log1p(e^-|βx|))/β; x where βx > threshold."""
+    T = type(x)
     u, t = _exp_neg_abs_scaled(x, beta)
     if u > threshold:
         return x
-    p = vm.log1p(t)
-    return x + p / beta if u > 0 else (p / beta if u <= 0 else u)
+    p = vm.log1p_unit(t) * (T(1) / beta)  # 1/β is loop-invariant: hoisted, no division
+    return x + p if u > 0 else (p if u <= 0 else u)
 
 
 @scalar
@@ -508,7 +509,7 @@ def hardswish_grad(x):
 def log_sigmoid(x):
     """min(x,0) - log1p(e^-|x|)."""
     T = type(x)
-    p = vm.log1p(vm.exp(-abs(x)))
+    p = vm.log1p_unit(vm.exp(-abs(x)))
     return x - p if x < 0 else -p if x >= 0 else x + T(0)
 
 

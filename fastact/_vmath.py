@@ -7,6 +7,7 @@ Python function (so it runs as-is under the CUDA simulator and in pure Python) w
 Contract (what ``_formulas`` relies on):
 
 - ``exp, expm1, log1p, tanh``: faithful to ~1 ULP, C99 special values, subnormal results kept.
+- ``log1p_unit(t)`` = log1p(t) for t in [0, 1] only (NaN passes): cheaper in float32.
 - ``xexp(a, x)`` = a·e^x rounded once, without the intermediate underflow of e^x
   (e^x may be subnormal or zero while a·e^x is a normal number).
 - ``erfcx(x)`` = e^(x²)·erfc(x) for x >= 0 (decreasing from 1 to 1/(x·√π)).
@@ -429,6 +430,26 @@ def _log_tail(f):
 ''',
 }
 
+# log1p on [0, 1] (what softplus and log-sigmoid take the log of: 1 + e^-|x|). float32:
+# log1p t = 2·atanh s, s = t/(2+t) in [0, 1/3], by its Taylor series 2s·Σ s^2k/(2k+1) to
+# k = 7 (truncation below 2^-29 relative): no reduction, no special cases, one division.
+# float64: log1p.
+_LOG1P_UNIT = {
+    "float32": '''
+def log1p_unit_impl(x):
+    _inline_me()
+    w = (F(2) * x) / (F(2) + x)  # 2s (2x is exact: no subnormal s loses its last bit)
+    z = F(0.25) * (w * w)
+    return fma(w * z, _p_atanh(z), w)
+''',
+    "float64": '''
+def log1p_unit_impl(x):
+    _inline_me()
+    return log1p_impl(x)
+''',
+}
+_ATANH_32 = tuple(1.0 / (2 * k + 1) for k in range(1, 8))  # z^0 .. z^6 of (atanh(s)-s)/s³
+
 
 def _horner(name, coeffs):
     """Source of ``def name(x)`` evaluating sum coeffs[i]·x^i by Horner's rule."""
@@ -444,6 +465,7 @@ def _build(F, polys, consts):
           "_inline_me": _inline_me}
     ns.update({k: F(v) for k, v in consts.items()})
     src = "".join(_horner(n, c) for n, c in polys.items()) + _LOG_TAIL[F.__name__] + _TEMPLATE
+    src += _LOG1P_UNIT[F.__name__]
     exec(compile(src, f"<fastact._vmath template {F.__name__}>", "exec"), ns)  # noqa: S102
     for obj in list(ns.values()):
         if isinstance(obj, type(_build)) and obj.__globals__ is ns:
@@ -462,7 +484,8 @@ def _split(v, t):
 
 _N32 = _build(
     np.float32,
-    {"_p_expm1": _EXPM1_32, "_p_log": _LOG1P_32, "_p_xmt": _XMT_32, "_p_erfcx": _ERFCX_32},
+    {"_p_expm1": _EXPM1_32, "_p_log": _LOG1P_32, "_p_xmt": _XMT_32, "_p_erfcx": _ERFCX_32,
+     "_p_atanh": _ATANH_32},
     {
         "LOG2E": 1.4426950408889634, "SHIFTER": 1.5 * 2**23,
         "LN2_HI": _split(_LN2, np.float32)[0], "LN2_LO": _split(_LN2, np.float32)[1],
@@ -525,6 +548,12 @@ def expm1(x):
 
 def log1p(x):
     """log(1 + x)."""
+    with np.errstate(all="ignore"):
+        return type(x)(np.log1p(x))
+
+
+def log1p_unit(x):
+    """log(1 + x) for x in [0, 1] (or NaN)."""
     with np.errstate(all="ignore"):
         return type(x)(np.log1p(x))
 
@@ -597,7 +626,7 @@ def xmtanh(x):
     return type(x)(_xmtanh64(float(x)))
 
 
-for _f in (exp, expm1, log1p, tanh, erfcx, xmtanh):
+for _f in (exp, expm1, log1p, log1p_unit, tanh, erfcx, xmtanh):
     _register(_f, _f.__name__ + "_impl")
 del _f
 overload(xexp, jit_options=_JIT, inline="always")(lambda a, x: _pick("xexp_impl", a, x))

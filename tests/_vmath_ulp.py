@@ -13,7 +13,7 @@ from numba import njit
 
 from fastact import _vmath as vm
 
-NAMES = ("exp", "expm1", "log1p", "tanh", "erfcx", "xmtanh")
+NAMES = ("exp", "expm1", "log1p", "log1p_unit", "tanh", "erfcx", "xmtanh")
 
 
 @functools.cache
@@ -57,6 +57,7 @@ REF64 = {  # float64 references, good to ~1e-6 float32 ULP
     "exp": np.exp,
     "expm1": np.expm1,
     "log1p": np.log1p,
+    "log1p_unit": np.log1p,
     "tanh": np.tanh,
     "erfcx": sc.erfcx,
     "xmtanh": _xmtanh64,
@@ -75,6 +76,7 @@ REFMP = {
     "exp": mp.exp,
     "expm1": mp.expm1,
     "log1p": mp.log1p,
+    "log1p_unit": mp.log1p,
     "tanh": mp.tanh,
     "erfcx": _erfcx_mp,
     "xmtanh": lambda x: _xmtanh_mp(x),

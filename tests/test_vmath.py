@@ -10,6 +10,7 @@ function   float32  float64
 exp        1.0      1.0
 expm1      1.5      1.5
 log1p      1.5      1.0
+log1p_unit 2.0      1.0      (x in [0, 1] only)
 tanh       1.5      1.0
 erfcx      2.5      2.0
 xmtanh     3.0      2.0
@@ -41,8 +42,10 @@ from _vmath_ulp import (
 from fastact import _formulas
 from fastact import _vmath as vm
 
-BOUND32 = {"exp": 1.0, "expm1": 1.5, "log1p": 1.5, "tanh": 1.5, "erfcx": 2.5, "xmtanh": 3.0}
-BOUND64 = {"exp": 1.0, "expm1": 1.5, "log1p": 1.0, "tanh": 1.0, "erfcx": 2.0, "xmtanh": 2.0}
+BOUND32 = {"exp": 1.0, "expm1": 1.5, "log1p": 1.5, "log1p_unit": 2.0, "tanh": 1.5, "erfcx": 2.5,
+           "xmtanh": 3.0}  # fmt: skip
+BOUND64 = {"exp": 1.0, "expm1": 1.5, "log1p": 1.0, "log1p_unit": 1.0, "tanh": 1.0, "erfcx": 2.0,
+           "xmtanh": 2.0}  # fmt: skip
 XEXP_BOUND = {np.float32: 1.5, np.float64: 1.5}
 
 # whole range where the result is finite and not trivially 0, ±1 or x; 'uniform' part
@@ -50,6 +53,7 @@ RANGE32 = {
     "exp": (-104.0, 89.0),
     "expm1": (-20.0, 89.0),
     "log1p": (-1.0, 3.4e38),
+    "log1p_unit": (0.0, 1.0),
     "tanh": (-12.0, 12.0),
     "erfcx": (0.0, 3.4e38),
     "xmtanh": (-12.0, 12.0),
@@ -58,6 +62,7 @@ RANGE64 = {
     "exp": (-746.0, 710.0),
     "expm1": (-40.0, 710.0),
     "log1p": (-1.0, 1.7e308),
+    "log1p_unit": (0.0, 1.0),
     "tanh": (-20.0, 20.0),
     "erfcx": (0.0, 1.7e308),
     "xmtanh": (-20.0, 20.0),
@@ -70,6 +75,7 @@ EDGES = {
               709.78, -37.0],
     "log1p": [-0.99999994, -0.9999, -0.5, -0.2929, 0.4142, 1e-9, -1e-9, 2.0**24, 2.0**24 + 2,
               2.0**53, 3e38, 1e300],
+    "log1p_unit": [0.0, 1e-45, 2e-45, 1e-38, 1e-30, 1e-8, 3e-5, 0.25, 0.5, 0.999, 1.0],
     "tanh": [0.999, 1.0, 1.0001, -0.999, -1.0, 1e-10, -1e-10, 0.55, 9.0, 19.0],
     "erfcx": [1e-10, 0.49, 0.5, 0.51, 2.9, 3.0, 3.1, 1e4, 1e8, 1e20, 1e38, 3e38, 1e300],
     "xmtanh": [0.999, 1.0, 1.0001, -0.999, -1.0, 1e-10, -1e-10, 1e-20, 1e-40, 9.0, 19.0],
@@ -89,6 +95,8 @@ def _sample32(name, n=100_000, seed=0):
         x = np.abs(x)
     if name == "log1p":
         x = x[x > -1]
+    if name == "log1p_unit":
+        x = x[(x >= 0) & (x <= 1)]
     return x[np.isfinite(x)]
 
 
@@ -101,6 +109,8 @@ def _sample64(name, n=1000, seed=0):
         x = np.abs(x)
     if name == "log1p":
         x = x[x > -1]
+    if name == "log1p_unit":
+        x = x[(x >= 0) & (x <= 1)]
     return x
 
 
@@ -178,6 +188,7 @@ SPECIALS = {  # name: [(x, expected)] (pairs, since 0.0 == -0.0 as dict keys)
               (1000.0, _INF), (-1000.0, -1.0), (1e-40, 1e-40), (-1e-40, -1e-40)],
     "log1p": [(0.0, 0.0), (-0.0, -0.0), (_INF, _INF), (-1.0, -_INF), (-2.0, _NAN),
               (-_INF, _NAN), (_NAN, _NAN), (1e-40, 1e-40), (-1e-40, -1e-40)],
+    "log1p_unit": [(0.0, 0.0), (1.0, math.log(2.0)), (_NAN, _NAN), (1e-40, 1e-40)],
     "tanh": [(0.0, 0.0), (-0.0, -0.0), (_INF, 1.0), (-_INF, -1.0), (_NAN, _NAN), (1e3, 1.0),
              (-1e3, -1.0), (1e-40, 1e-40), (-1e-40, -1e-40)],
     "erfcx": [(0.0, 1.0), (-0.0, 1.0), (_INF, 0.0), (_NAN, _NAN)],
