@@ -138,44 +138,61 @@ def _exp_into(x, m, out):
             out[i] = vm.exp(x[i] - m)
 
 
-def exp_into_max(x, m, out, nxt):
-    """out[i] = e^(x[i] - m), and return rowmax(nxt): the next row's max pass rides on this
-    row's exp pass, so its memory reads overlap the arithmetic instead of following it."""
-    _exp_into(x, m, out)
-    return rowmax(nxt)
+def _pass_with_next_max(op, plain_pass):
+    """``f(x, m, c, out, nxt)``: out[i] = op(x[i], m, c) over a row, returning rowmax(nxt),
+    the next row's max, in the same loop: that row's reads from memory then overlap this
+    row's arithmetic instead of following it. ``plain_pass(x, m, c, out)`` is the pass alone
+    (used, then rowmax, for strided rows)."""
+
+    def f(x, m, c, out, nxt):
+        plain_pass(x, m, c, out)
+        return rowmax(nxt)
+
+    separate = _plain(f)
+
+    @overload(f)
+    def _ol(x, m, c, out, nxt):
+        if nxt.layout != "C" or nxt.dtype not in (types.float32, types.float64):
+            return lambda x, m, c, out, nxt: separate(x, m, c, out, nxt)
+        # rowmax's order-preserving integer key of the float bits (LLVM vectorizes integer
+        # max reductions, not float ones); casts because Numba widens int32 arithmetic
+        it = np.int32 if nxt.dtype == types.float32 else np.int64
+        low, mask, sh = it(np.iinfo(it).min), it(np.iinfo(it).max), it(8 * it(0).itemsize - 1)
+        ft = np.float32 if nxt.dtype == types.float32 else np.float64
+
+        def impl(x, m, c, out, nxt):
+            wide_vectors()
+            b = nxt.view(it)
+            km = low
+            if x.ctypes.data == out.ctypes.data:  # in place: one array, no alias check
+                for i in range(out.size):
+                    out[i] = op(out[i], m, c)
+                    k = it(b[i] ^ it(it(b[i] >> sh) & mask))
+                    km = k if k > km else km
+            else:
+                for i in range(x.size):
+                    out[i] = op(x[i], m, c)
+                    k = it(b[i] ^ it(it(b[i] >> sh) & mask))
+                    km = k if k > km else km
+            km = it(km ^ it(it(km >> sh) & mask))
+            r = it(km).view(ft)
+            return r if b.size else ft(-np.inf)
+
+        return impl
+
+    return f
 
 
-@overload(exp_into_max)
-def _ol_exp_into_max(x, m, out, nxt):
-    """Contiguous float rows: one loop, the max as rowmax's integer key of the float bits."""
-    if nxt.layout != "C" or nxt.dtype not in (types.float32, types.float64):
-        return lambda x, m, out, nxt: _exp_into_then_max(x, m, out, nxt)
-    it = np.int32 if nxt.dtype == types.float32 else np.int64
-    low, mask, sh = it(np.iinfo(it).min), it(np.iinfo(it).max), it(8 * it(0).itemsize - 1)
-    ft = np.float32 if nxt.dtype == types.float32 else np.float64
-
-    def impl(x, m, out, nxt):
-        wide_vectors()
-        b = nxt.view(it)
-        km = low
-        if x.ctypes.data == out.ctypes.data:
-            for i in range(out.size):
-                out[i] = vm.exp(out[i] - m)
-                k = it(b[i] ^ it(it(b[i] >> sh) & mask))  # (casts: Numba widens int32 ops)
-                km = k if k > km else km
-        else:
-            for i in range(x.size):
-                out[i] = vm.exp(x[i] - m)
-                k = it(b[i] ^ it(it(b[i] >> sh) & mask))
-                km = k if k > km else km
-        km = it(km ^ it(it(km >> sh) & mask))
-        r = it(km).view(ft)
-        return r if b.size else ft(-np.inf)
-
-    return impl
+@_plain
+def _exp_minus(v, m, c):
+    return vm.exp(v - m)
 
 
-_exp_into_then_max = _plain(exp_into_max)
+@_plain
+def _minus_two(v, m, c):
+    return (v - m) - c
+
+
 
 
 @_plain
@@ -203,6 +220,10 @@ def _log(s):
     return vm.log1p(s - type(s)(1))
 
 
+exp_into_max = _pass_with_next_max(_exp_minus, _plain(lambda x, m, c, out: _exp_into(x, m, out)))
+shift_into_max = _pass_with_next_max(_minus_two, _shift)
+
+
 def _name(kind: str, parallel: bool) -> str:
     return f"fastact_ne_{kind}_{'par' if parallel else 'ser'}"
 
@@ -218,11 +239,11 @@ def softmax_rows(log: bool, parallel: bool):
         for b in prange(nb):
             tmp = np.empty(min(n, CHUNK) if log else 0, x.dtype)
             r0, r1 = b * rb, min(R, b * rb + rb)
-            m_next = rowmax(x[r0]) if not log else x.dtype.type(0)
+            m = rowmax(x[r0])  # later rows' maxima come from the previous row's last pass
             for r in range(r0, r1):
                 xr = x[r]
                 orow = out[r]
-                m = m_next if not log else rowmax(xr)
+                last = r + 1 == r1  # (no next row: the plain pass)
                 if log:
                     s = xr.dtype.type(0)
                     for c0 in range(0, n, CHUNK):
@@ -230,15 +251,17 @@ def softmax_rows(log: bool, parallel: bool):
                         t = tmp[: c1 - c0]
                         _exp_into(xr[c0:c1], m, t)
                         s += rowsum(t)
-                    _shift(xr, m, _log(s), orow)
-                elif r + 1 < r1:
-                    m_next = exp_into_max(xr, m, orow, x[r + 1])
-                    s = rowsum(orow)
-                    _scale(orow, xr.dtype.type(1) / s)
+                    if last:
+                        _shift(xr, m, _log(s), orow)
+                    else:
+                        m = shift_into_max(xr, m, _log(s), orow, x[r + 1])
                 else:
-                    _exp_into(xr, m, orow)
-                    s = rowsum(orow)
-                    _scale(orow, xr.dtype.type(1) / s)
+                    m_row = m
+                    if last:
+                        _exp_into(xr, m_row, orow)
+                    else:
+                        m = exp_into_max(xr, m_row, m_row, orow, x[r + 1])
+                    _scale(orow, xr.dtype.type(1) / rowsum(orow))
 
     return jit_kernel(kernel, _name(f"softmax_rows_{int(log)}", parallel), parallel)
 
