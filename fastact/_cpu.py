@@ -33,7 +33,9 @@ def source_stamp() -> str:
     Numba's own cache only notices changes in the file of the cached function; formulas and
     the math layer live in other files, so their text is part of every cache key.
     """
-    h = hashlib.sha256(numba.__version__.encode())
+    from . import _vmath
+
+    h = hashlib.sha256(f"{numba.__version__} scalef={_vmath._SCALEF}".encode())
     here = pathlib.Path(__file__).parent
     for name in ("_formulas.py", "_vmath.py", "_cpu.py"):
         h.update((here / name).read_bytes())

@@ -37,6 +37,7 @@ The pure-Python versions go through NumPy/``math`` in float64 (they serve the CU
 from __future__ import annotations
 
 import math
+import os
 from fractions import Fraction
 
 import numpy as np
@@ -111,6 +112,39 @@ def _ol_sq_split(x):
 def _layout(t):
     """(integer type, mantissa bits, exponent bias) of float type t."""
     return (ir.IntType(32), 23, 127) if t == _F32 else (ir.IntType(64), 52, 1023)
+
+
+def _host_has_scalef() -> bool:
+    """Whether this CPU has AVX-512F, whose ``vscalefps/pd`` is LLVM's vector ``ldexp``."""
+    try:
+        from llvmlite import binding as ll
+
+        return "+avx512f" in ll.get_host_cpu_features().flatten().split(",")
+    except Exception:  # unknown: the portable form
+        return False
+
+
+# FASTACT_NO_SCALEF=1 forces the portable form (the tests run both)
+_SCALEF = _host_has_scalef() and not os.environ.get("FASTACT_NO_SCALEF")
+
+
+@intrinsic
+def _ldexp_scalef(typingctx, y, k):
+    """y·2^k for an integral float k, rounded once (subnormal results, 0 and ±inf exact):
+    LLVM's ``ldexp``, one ``vscalef`` instruction per vector on AVX-512. Only built there:
+    elsewhere LLVM lowers a vector ``ldexp`` to one libm call per element."""
+    if not (y == k and y in (_F32, _F64)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        yv, kv = args
+        i32 = ir.IntType(32)
+        suffix = "f32" if y == _F32 else "f64"
+        fnty = ir.FunctionType(yv.type, [yv.type, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.ldexp.{suffix}.i32")
+        return builder.call(fn, [yv, builder.fptosi(kv, i32)])
+
+    return y(y, k), codegen
 
 
 @intrinsic
@@ -343,9 +377,14 @@ def _q_tail(ax):
 def exp_impl(x):
     _inline_me()
     em1, k = _expm1_red(_clamp(x, EXP_LO, EXP_HI))
-    k1 = (k * F(0.5) + SHIFTER) - SHIFTER
-    y = _scale2(_scale2(em1 + F(1), k1), k - k1)
+    y = _ldexp(em1 + F(1), k)
     return y if x == x else x
+
+
+def _ldexp_two_steps(y, k):
+    # y·2^k in two normal-range steps, so that a subnormal result is rounded once
+    k1 = (k * F(0.5) + SHIFTER) - SHIFTER
+    return _scale2(_scale2(y, k1), k - k1)
 
 
 def expm1_impl(x):
@@ -384,14 +423,18 @@ def xmtanh_impl(x):
 def xexp_impl(a, x):
     _inline_me()
     em1, k = _expm1_red(_clamp(x, XEXP_LO, XEXP_HI))
-    deep = k < K_DEEP
-    s0 = S_DEEP if deep else F(1)
-    k = k + K_ADD if deep else k
-    k1 = (k * F(0.5) + SHIFTER) - SHIFTER
     ap = fma(a, em1, a)  # a·e^r rounded once (a·e^r is a itself for a = ±inf)
     ap = ap if abs(a) < INF else a
-    y = _scale2(_scale2(ap * s0, k1), k - k1)
+    y = _ldexp_wide(ap, k)
     return y if x <= XEXP_HI else (a * INF if x > XEXP_HI else x)
+
+
+def _ldexp_deep(y, k):
+    # y·2^k for k down to XEXP_LO·log2(e) - 1: below K_DEEP, part of 2^k goes on y first
+    deep = k < K_DEEP
+    y = y * S_DEEP if deep else y
+    k = k + K_ADD if deep else k
+    return _ldexp_two_steps(y, k)
 
 
 def erfcx_impl(x):
@@ -488,6 +531,9 @@ def _build(F, polys, consts):
     for obj in list(ns.values()):
         if isinstance(obj, type(_build)) and obj.__globals__ is ns:
             register_jitable(inline="always", **_JIT)(obj)
+    # 2^k scaling: vscalef where the CPU has it, else two exponent-bit steps
+    ns["_ldexp"] = _ldexp_scalef if _SCALEF else ns["_ldexp_two_steps"]
+    ns["_ldexp_wide"] = _ldexp_scalef if _SCALEF else ns["_ldexp_deep"]
     return ns
 
 

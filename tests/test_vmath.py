@@ -21,8 +21,11 @@ xexp       1.5      1.5
 from __future__ import annotations
 
 import math
+import os
 import platform
 import re
+import subprocess
+import sys
 from fractions import Fraction
 
 import mpmath as mp
@@ -284,3 +287,25 @@ def test_flat_kernel_is_simd(fn, params):
     # packed single-precision arithmetic on 256/512-bit registers (not just moves)
     packed = re.findall(r"\bv(?:fn?m(?:add|sub)\w*|mul|add|sub|div)ps\s+[^\n]*%[yz]mm", asm)
     assert len(packed) >= 8, f"{fn.__name__}: the float32 loop is not vectorized"
+    if vm._SCALEF and fn in (_formulas.sigmoid, _formulas.gelu):  # their 2^k is one vscalef
+        assert re.search(r"\bvscalefps\s+[^\n]*%[yz]mm", asm), f"{fn.__name__}: no vscalefps"
+
+
+# ------------------------------------------------- the portable 2^k (no AVX-512)
+@pytest.mark.skipif(bool(os.environ.get("FASTACT_NO_SCALEF")), reason="this is the child run")
+def test_portable_scaling_passes_the_same_tests():
+    """Without AVX-512, exp and xexp scale by 2^k in exponent-bit steps instead of vscalef:
+    the ULP, subnormal and special-value tests of exp and xexp, run again in that form."""
+    env = dict(os.environ, FASTACT_NO_SCALEF="1", FASTACT_NO_CACHE="1")
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-n0", "-p", "no:cacheprovider", __file__,
+         "-k", "exp and not expm1 or special or scalef_switch"],
+        capture_output=True, text=True, env=env, timeout=600, cwd=os.path.dirname(__file__),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert " passed" in r.stdout and "failed" not in r.stdout
+
+
+def test_scalef_switch():
+    """FASTACT_NO_SCALEF=1 selects the portable 2^k (so the child run above tests it)."""
+    assert vm._SCALEF == (vm._host_has_scalef() and not os.environ.get("FASTACT_NO_SCALEF"))
