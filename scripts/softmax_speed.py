@@ -49,14 +49,14 @@ def numpy_softmax(x):
     return e
 
 
-def best(fn, repeat):
+def timed(fn, repeat):
     fn()  # warm up (compile, page in)
     ts = []
     for _ in range(repeat):
         t = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t)
-    return min(ts)
+    return float(np.median(ts))  # the median of the repeats
 
 
 def main():
@@ -77,19 +77,19 @@ def main():
     res = {}
     for target, par in (("cpu", False), ("parallel", True)):
         fl = floors[par]
-        res[f"floor ({target}: x *= c in place)"] = best(lambda f=fl: f(flat, c), args.repeat)
+        res[f"floor ({target}: x *= c in place)"] = timed(lambda f=fl: f(flat, c), args.repeat)
         rd = reads[par]
-        res[f"read ({target}: sum(x))"] = best(lambda f=rd: f(flat), args.repeat)
-        res[f"fastact.softmax_ in place, {target}"] = best(
+        res[f"read ({target}: sum(x))"] = timed(lambda f=rd: f(flat), args.repeat)
+        res[f"fastact.softmax_ in place, {target}"] = timed(
             lambda t=target: fastact.softmax_(work, target=t), args.repeat
         )
-        res[f"fastact.softmax out=, {target}"] = best(
+        res[f"fastact.softmax out=, {target}"] = timed(
             lambda t=target: fastact.softmax(x, out=out, target=t), args.repeat
         )
-    res["scipy.special.softmax(x, axis=-1)"] = best(lambda: sp.softmax(x, axis=-1), args.repeat)
-    res["numpy formula"] = best(lambda: numpy_softmax(x), args.repeat)
+    res["scipy.special.softmax(x, axis=-1)"] = timed(lambda: sp.softmax(x, axis=-1), args.repeat)
+    res["numpy formula"] = timed(lambda: numpy_softmax(x), args.repeat)
     np.testing.assert_allclose(out, sp.softmax(x, axis=-1), rtol=1e-5, atol=1e-9)
-    print(f"softmax of {n} x {n} float32, best of {args.repeat}, threads={fastact_threads()}")
+    print(f"softmax of {n} x {n} float32, median of {args.repeat}, threads={fastact_threads()}")
     for k, v in res.items():
         print(f"  {k:45s} {v * 1e3:9.1f} ms")
     for target in ("cpu", "parallel"):
