@@ -126,7 +126,8 @@ def _make(act: Activation, kind: str):
 
     def resolve(kw, from_y=False):
         try:
-            key = (tuple((k, v, type(v)) for k, v in kw.items()), from_y)
+            # the default parameters (most calls) key by from_y alone: no tuple to build
+            key = (tuple((k, v, type(v)) for k, v in kw.items()), from_y) if kw else from_y
             return resolved[key]
         except KeyError:
             pass

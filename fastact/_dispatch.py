@@ -14,10 +14,11 @@ from . import _cpu
 
 TARGETS = ("auto", "cpu", "parallel", "cuda")
 
-# Sizes from which target="auto" runs the parallel loop, by family (measured: the crossover
-# of serial SIMD and prange loops is ~16-32 K elements for exp-class kernels and ~128 K for
-# piecewise-linear ones on 2 cores with the omp/tbb layers).
-PARALLEL_THRESHOLD = {"transcendental": 32_768, "linear": 131_072}
+# Sizes from which target="auto" runs the parallel loop, by family: the crossovers of the
+# serial SIMD and prange loops measured with scripts/call_overhead.py on 2 cores (omp), in
+# place, float32: ~18 K elements for two-transcendental kernels (gelu, softplus), ~40-90 K
+# for one exp or tanh, ~300 K-1 M for piecewise-linear ones.
+PARALLEL_THRESHOLD = {"heavy": 20_480, "transcendental": 32_768, "linear": 524_288}
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
@@ -160,7 +161,7 @@ _FLOATS = (_F32, _F64)
 def typed_params(params: tuple, dtype: np.dtype) -> tuple:
     """The float parameters as scalars of the compute dtype (no float64 promotion). Bounded:
     a parameter that changes every call (a schedule) must not grow the cache forever."""
-    return tuple(dtype.type(v) for v in params)
+    return tuple(dtype.type(v) for v in params) if params else ()
 
 
 def try_fast_unary(fn, x, out, params: tuple, family: str, target: str):

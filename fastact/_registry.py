@@ -42,7 +42,7 @@ class Activation:
     variants: dict[str, Formulas] = field(default_factory=dict)
     checks: tuple[tuple[str, Callable[[float], bool], str], ...] = ()
     y_checks: tuple[tuple[str, Callable[[float], bool], str], ...] = ()
-    family: str = "transcendental"  # or "linear": piecewise-linear, memory-bound
+    family: str = "transcendental"  # "heavy": two transcendentals; "linear": memory-bound
     kinks: str = ""
     see_also: str = ""
     # filled in by fastact._api
@@ -211,6 +211,7 @@ REGISTRY: dict[str, Activation] = {
                 "tanh": Formulas(F.gelu_tanh, F.gelu_tanh_grad),
             },
             kinks="gelu(-inf) = 0; the x < 0 tail is computed from erfc, not 1 + erf.",
+            family="heavy",
             see_also="torch.nn.functional.gelu, jax.nn.gelu",
         ),
         Activation(
@@ -225,6 +226,7 @@ REGISTRY: dict[str, Activation] = {
             "x * tanh(softplus(x))",
             Formulas(F.mish, F.mish_grad),
             kinks="mish(-inf) = 0, mish'(-inf) = 0.",
+            family="heavy",
             see_also="torch.nn.functional.mish",
         ),
         Activation(
@@ -234,6 +236,7 @@ REGISTRY: dict[str, Activation] = {
             params={"beta": 1.0, "threshold": 20.0},
             checks=(_fin("beta"), ("beta", lambda b: b > 0, "beta must be > 0")),
             kinks="f' = sigmoid(beta * x), and 1 where beta * x > threshold.",
+            family="heavy",
             see_also="torch.nn.functional.softplus, numpy.logaddexp",
         ),
         Activation(
@@ -277,6 +280,7 @@ REGISTRY: dict[str, Activation] = {
             "log(sigmoid(x)) = -softplus(-x)",
             Formulas(F.log_sigmoid, F.log_sigmoid_grad, F.log_sigmoid_grad_y),
             kinks="log_sigmoid(-inf) = -inf; f' = sigmoid(-x).",
+            family="heavy",
             see_also="scipy.special.log_expit, torch.nn.functional.logsigmoid",
         ),
         Activation(

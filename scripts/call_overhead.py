@@ -7,8 +7,8 @@
 
     python scripts/call_overhead.py [--only sigmoid,relu] [--repeat 301]
 
-Medians of many short calls (each sample times a batch of calls, so the timer's own cost
-does not count); the input is refilled before every batch and not timed.
+Medians of many short calls (each sample times a batch of calls, each on a fresh copy of
+the input, so the timer's own cost does not count; refilling is not timed).
 """
 
 from __future__ import annotations
@@ -25,13 +25,17 @@ AUTO_SIZES = (10_000, 30_000, 100_000, 300_000, 1_000_000)
 
 
 def _median_call(fn, x, master, calls: int, repeat: int) -> float:
-    """Median over ``repeat`` samples of the time of one call (a sample times ``calls``)."""
+    """Median over ``repeat`` samples of the time of one call. A sample times ``calls``
+    calls, each on its own fresh copy of ``master`` (an in-place activation applied again
+    and again drifts to other values: tanhshrink's to subnormals, which are slow)."""
+    copies = [np.empty_like(x) for _ in range(calls)]
     ts = []
     for _ in range(repeat):
-        np.copyto(x, master)
+        for c in copies:
+            np.copyto(c, master)
         t = time.perf_counter()
-        for _ in range(calls):
-            fn(x)
+        for c in copies:
+            fn(c)
         ts.append((time.perf_counter() - t) / calls)
     return float(np.median(ts))
 
@@ -65,15 +69,17 @@ def auto_choice(names, repeat: int) -> None:
             master = np.random.default_rng(1).uniform(-3, 3, n).astype(np.float32)
             x = master.copy()
             calls = max(1, 200_000 // n)
-            t = {}
+            t: dict = {}
             for target in ("cpu", "parallel", "auto"):
                 act.forward_(x, target=target)
-            for target in ("cpu", "parallel", "auto"):  # interleaved by repeating the trio
-                t[target] = []
-            for _ in range(max(5, repeat // 10)):
-                for target in ("cpu", "parallel", "auto"):
+            # each target in a block of samples (interleaving single calls measures the
+            # thread pool waking up, not the choice), the trio twice in opposite orders
+            for order in (("cpu", "parallel", "auto"), ("auto", "parallel", "cpu")):
+                for target in order:
                     call = _in_place(act, target)
-                    t[target].append(_median_call(call, x, master, calls, 1))
+                    t.setdefault(target, []).append(
+                        _median_call(call, x, master, calls, max(5, repeat // 10))
+                    )
             med = {k: float(np.median(v)) for k, v in t.items()}
             best = min(med["cpu"], med["parallel"])
             worst = max(worst, med["auto"] / best)
