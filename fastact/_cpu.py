@@ -180,8 +180,41 @@ BLOCK = 64
 
 
 @functools.cache
+def _last_block(fn, nin: int):
+    """``tail(x, s, *p)`` / ``tail(g, x, s, *p)``: the results for ``x[s:]`` (fewer than
+    BLOCK elements), computed in a zero-padded block by the same loop as the full blocks.
+    Shared by the flat and in-place kernels of ``fn``."""
+    if nin == 1:
+
+        def tail(x, s, *p):
+            wide_vectors()
+            m = x.size - s
+            bx = np.zeros(BLOCK, x.dtype)
+            bx[:m] = x[s:]
+            for j in range(BLOCK):
+                bx[j] = fn(bx[j], *p)
+            return bx[:m]
+
+    else:
+
+        def tail(g, x, s, *p):
+            wide_vectors()
+            m = x.size - s
+            bg = np.zeros(BLOCK, x.dtype)
+            bx = np.zeros(BLOCK, x.dtype)
+            bg[:m] = g[s:]
+            bx[:m] = x[s:]
+            for j in range(BLOCK):
+                bg[j] = bg[j] * fn(bx[j], *p)
+            return bg[:m]
+
+    return njit(**_OPTIONS)(tail)
+
+
+@functools.cache
 def flat_kernel(fn, nin: int, parallel: bool):
     """Compiled loop applying formula ``fn`` over contiguous 1-D arrays into ``out``."""
+    tail = _last_block(fn, nin)
     if nin == 1:
 
         def kernel(x, out, *p):
@@ -192,14 +225,8 @@ def flat_kernel(fn, nin: int, parallel: bool):
                 xb, ob = x[b * BLOCK : (b + 1) * BLOCK], out[b * BLOCK : (b + 1) * BLOCK]
                 for j in range(BLOCK):
                     ob[j] = fn(xb[j], *p)
-            s = nb * BLOCK
-            if s < n:
-                wide_vectors()
-                bx = np.zeros(BLOCK, x.dtype)
-                bx[: n - s] = x[s:]
-                for j in range(BLOCK):
-                    bx[j] = fn(bx[j], *p)
-                out[s:] = bx[: n - s]
+            if nb * BLOCK < n:
+                out[nb * BLOCK :] = tail(x, nb * BLOCK, *p)
 
     else:
 
@@ -212,16 +239,8 @@ def flat_kernel(fn, nin: int, parallel: bool):
                 gb, xb, ob = g[lo:hi], x[lo:hi], out[lo:hi]
                 for j in range(BLOCK):
                     ob[j] = gb[j] * fn(xb[j], *p)
-            s = nb * BLOCK
-            if s < n:
-                wide_vectors()
-                bg = np.zeros(BLOCK, x.dtype)
-                bx = np.zeros(BLOCK, x.dtype)
-                bg[: n - s] = g[s:]
-                bx[: n - s] = x[s:]
-                for j in range(BLOCK):
-                    bg[j] = bg[j] * fn(bx[j], *p)
-                out[s:] = bg[: n - s]
+            if nb * BLOCK < n:
+                out[nb * BLOCK :] = tail(g, x, nb * BLOCK, *p)
 
     kind = "par" if parallel else "ser"
     return jit_kernel(kernel, f"{fn.__name__}_n{nin}_{kind}", parallel)
@@ -262,6 +281,7 @@ def inplace_kernel(fn, nin: int, parallel: bool):
     """Like ``flat_kernel`` when the output is the first array: ``a[i] = fn(a[i], *p)`` or
     ``g[i] = g[i] * fn(x[i], *p)``. One array less means no runtime alias check, which would
     otherwise send a loop whose output is its input to the scalar fallback."""
+    tail = _last_block(fn, nin)
     if nin == 1:
 
         def kernel(a, *p):
@@ -272,14 +292,8 @@ def inplace_kernel(fn, nin: int, parallel: bool):
                 ab = a[b * BLOCK : (b + 1) * BLOCK]
                 for j in range(BLOCK):
                     ab[j] = fn(ab[j], *p)
-            s = nb * BLOCK
-            if s < n:
-                wide_vectors()
-                ba = np.zeros(BLOCK, a.dtype)
-                ba[: n - s] = a[s:]
-                for j in range(BLOCK):
-                    ba[j] = fn(ba[j], *p)
-                a[s:] = ba[: n - s]
+            if nb * BLOCK < n:
+                a[nb * BLOCK :] = tail(a, nb * BLOCK, *p)
 
     else:
 
@@ -291,16 +305,8 @@ def inplace_kernel(fn, nin: int, parallel: bool):
                 gb, xb = g[b * BLOCK : (b + 1) * BLOCK], x[b * BLOCK : (b + 1) * BLOCK]
                 for j in range(BLOCK):
                     gb[j] = gb[j] * fn(xb[j], *p)
-            s = nb * BLOCK
-            if s < n:
-                wide_vectors()
-                bg = np.zeros(BLOCK, x.dtype)
-                bx = np.zeros(BLOCK, x.dtype)
-                bg[: n - s] = g[s:]
-                bx[: n - s] = x[s:]
-                for j in range(BLOCK):
-                    bg[j] = bg[j] * fn(bx[j], *p)
-                g[s:] = bg[: n - s]
+            if nb * BLOCK < n:
+                g[nb * BLOCK :] = tail(g, x, nb * BLOCK, *p)
 
     kind = "par" if parallel else "ser"
     return jit_kernel(kernel, f"{fn.__name__}_i{nin}_{kind}", parallel)

@@ -464,8 +464,8 @@ def hardtanh_grad(x, min_val, max_val):
 
 @scalar
 def _div6(p):
-    """p/6 correctly rounded for |p| >= 2^-120, as p·(1/6) plus one FMA correction: a
-    division does not pipeline, and alone made the hard* kernels exceed the memory floor."""
+    """p/6 correctly rounded for |p| >= 2^-120, as p·(1/6) plus one FMA correction (a
+    vector division has a fraction of a multiply's throughput)."""
     T = type(p)
     q = p * T(1 / 6)
     return vm.fma(vm.fma(-q, T(6), p), T(1 / 6), q)

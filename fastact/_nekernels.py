@@ -44,38 +44,42 @@ def rowmax(a):
     return type(a[0])(m) if a.size else m
 
 
+def _key_consts(dtype):
+    """(int type, float type, smallest int, magnitude mask, sign shift) for the integer
+    keys of float32 or float64 bits, or None for other dtypes."""
+    if dtype not in (types.float32, types.float64):
+        return None
+    it = np.int32 if dtype == types.float32 else np.int64
+    ft = np.float32 if dtype == types.float32 else np.float64
+    return it, ft, it(np.iinfo(it).min), it(np.iinfo(it).max), it(8 * it(0).itemsize - 1)
+
+
+@_plain
+def _order_key(k, sh, mask):
+    """The bits ``k`` of a float as a signed integer that orders as the float does (the
+    magnitude bits of negatives flipped); its own inverse. (Casts: Numba widens int32.)"""
+    t = type(k)
+    return t(k ^ t(t(k >> sh) & mask))
+
+
 @overload(rowmax)
 def _ol_rowmax(a):
-    """Contiguous rows: an integer max over an order-preserving key of the float bits (LLVM
+    """Contiguous rows: an integer max over ``_order_key`` of the float bits (LLVM
     vectorizes integer max reductions, not float ones). Strided rows: 8 float chains."""
-    if a.layout == "C" and a.dtype == types.float32:
+    kc = _key_consts(a.dtype) if a.layout == "C" else None
+    if kc is not None:
+        it, ft, low, mask, sh = kc
 
-        def impl32(a):
-            b = a.view(np.int32)
-            m = np.int32(-2147483648)
+        def impl_key(a):
+            b = a.view(it)
+            m = low
             for i in range(b.size):
-                k = b[i]
-                k = np.int32(k ^ np.int32(np.int32(k >> np.int32(31)) & np.int32(0x7FFFFFFF)))
+                k = _order_key(b[i], sh, mask)
                 m = k if k > m else m
-            m = np.int32(m ^ np.int32(np.int32(m >> np.int32(31)) & np.int32(0x7FFFFFFF)))
-            r = np.int32(m).view(np.float32)
-            return r if b.size else np.float32(-np.inf)
+            r = it(_order_key(m, sh, mask)).view(ft)
+            return r if b.size else ft(-np.inf)
 
-        return impl32
-    if a.layout == "C" and a.dtype == types.float64:
-
-        def impl64(a):
-            b = a.view(np.int64)
-            m = np.int64(-9223372036854775807 - 1)
-            for i in range(b.size):
-                k = b[i]
-                k = k ^ ((k >> 63) & np.int64(0x7FFFFFFFFFFFFFFF))
-                m = k if k > m else m
-            m = m ^ ((m >> 63) & np.int64(0x7FFFFFFFFFFFFFFF))
-            r = np.int64(m).view(np.float64)
-            return r if b.size else -np.inf
-
-        return impl64
+        return impl_key
 
     def impl(a):
         n = a.size
@@ -152,13 +156,10 @@ def _pass_with_next_max(op, plain_pass):
 
     @overload(f)
     def _ol(x, m, c, out, nxt):
-        if nxt.layout != "C" or nxt.dtype not in (types.float32, types.float64):
+        kc = _key_consts(nxt.dtype) if nxt.layout == "C" else None
+        if kc is None:
             return lambda x, m, c, out, nxt: separate(x, m, c, out, nxt)
-        # rowmax's order-preserving integer key of the float bits (LLVM vectorizes integer
-        # max reductions, not float ones); casts because Numba widens int32 arithmetic
-        it = np.int32 if nxt.dtype == types.float32 else np.int64
-        low, mask, sh = it(np.iinfo(it).min), it(np.iinfo(it).max), it(8 * it(0).itemsize - 1)
-        ft = np.float32 if nxt.dtype == types.float32 else np.float64
+        it, ft, low, mask, sh = kc  # rowmax's integer keys, in the same loop as op
 
         def impl(x, m, c, out, nxt):
             wide_vectors()
@@ -167,15 +168,14 @@ def _pass_with_next_max(op, plain_pass):
             if x.ctypes.data == out.ctypes.data:  # in place: one array, no alias check
                 for i in range(out.size):
                     out[i] = op(out[i], m, c)
-                    k = it(b[i] ^ it(it(b[i] >> sh) & mask))
+                    k = _order_key(b[i], sh, mask)
                     km = k if k > km else km
             else:
                 for i in range(x.size):
                     out[i] = op(x[i], m, c)
-                    k = it(b[i] ^ it(it(b[i] >> sh) & mask))
+                    k = _order_key(b[i], sh, mask)
                     km = k if k > km else km
-            km = it(km ^ it(it(km >> sh) & mask))
-            r = it(km).view(ft)
+            r = it(_order_key(km, sh, mask)).view(ft)
             return r if b.size else ft(-np.inf)
 
         return impl
@@ -191,8 +191,6 @@ def _exp_minus(v, m, c):
 @_plain
 def _minus_two(v, m, c):
     return (v - m) - c
-
-
 
 
 @_plain

@@ -306,6 +306,16 @@ def test_portable_scaling_passes_the_same_tests():
     assert " passed" in r.stdout and "failed" not in r.stdout
 
 
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="vscalefps is x86-64 assembly")
 def test_scalef_switch():
-    """FASTACT_NO_SCALEF=1 selects the portable 2^k (so the child run above tests it)."""
-    assert vm._SCALEF == (vm._host_has_scalef() and not os.environ.get("FASTACT_NO_SCALEF"))
+    """exp's compiled loop uses vscalefps exactly when the CPU has AVX-512F and
+    FASTACT_NO_SCALEF is unset (so the child run above does test the portable form)."""
+    from llvmlite import binding as ll
+
+    run = loop("exp")
+    run(np.linspace(-3, 3, 64, dtype=np.float32))
+    asm = "".join(run.inspect_asm().values())
+    has = "+avx512f" in ll.get_host_cpu_features().flatten().split(",")
+    want = has and not os.environ.get("FASTACT_NO_SCALEF")
+    assert ("vscalefp" in asm) == want, f"AVX-512F {has}, vscalef in the exp loop: {not want}"
