@@ -20,6 +20,8 @@ import threading
 import numba
 import numpy as np
 from numba import njit, prange, vectorize
+from llvmlite import ir
+from numba.core import cgutils
 from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.extending import intrinsic
 
@@ -170,6 +172,43 @@ def wide_vectors(typingctx):
     return numba.types.none(), codegen
 
 
+# How far ahead of the block being computed the kernels ask for data (``prefetch_ahead``).
+# Measured on 10^8 float32 in place, 2 threads: without it compute and DRAM traffic barely
+# overlap (sigmoid 1.8x the memory floor, hardsigmoid 1.25x); 4 KB ahead, 1.15x and 0.94x.
+# 32 KB was worse; prefetching for writing (prefetchw) made relu slower.
+PREFETCH_BYTES = 4096
+_LINE = 64
+
+
+@intrinsic
+def prefetch_ahead(typingctx, arr, start):
+    """Hint the CPU to load (for reading, into every cache level) the BLOCK elements that
+    begin PREFETCH_BYTES after ``arr[start]``: one prefetch per 64-byte line. A prefetch
+    never faults, so addresses past the end of ``arr`` are harmless. Emits no store and
+    changes no value."""
+    if not (isinstance(arr, numba.types.Array) and isinstance(start, numba.types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        a, i = args
+        ary = context.make_array(signature.args[0])(context, builder, value=a)
+        item = context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype))
+        i64 = ir.IntType(64)
+        i32 = ir.IntType(32)
+        i8p = ir.IntType(8).as_pointer()
+        base = builder.add(
+            builder.ptrtoint(ary.data, i64), builder.mul(builder.sext(i, i64), i64(item))
+        )
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+        for off in range(0, BLOCK * item, _LINE):
+            addr = builder.inttoptr(builder.add(base, i64(PREFETCH_BYTES + off)), i8p)
+            builder.call(fn, [addr, i32(0), i32(3), i32(1)])  # read, keep in all levels, data
+        return context.get_dummy_value()
+
+    return numba.types.none(arr, start), codegen
+
+
 # Kernels run over whole blocks of BLOCK elements (a multiple of every SIMD width), each a
 # slice (a slice index is provably non-negative, so no wraparound select blocks SIMD), and the
 # last partial block through a zero-padded buffer by the same loop: every element is
@@ -222,6 +261,7 @@ def flat_kernel(fn, nin: int, parallel: bool):
             nb = n // BLOCK
             for b in prange(nb):
                 wide_vectors()
+                prefetch_ahead(x, b * BLOCK)
                 xb, ob = x[b * BLOCK : (b + 1) * BLOCK], out[b * BLOCK : (b + 1) * BLOCK]
                 for j in range(BLOCK):
                     ob[j] = fn(xb[j], *p)
@@ -236,6 +276,8 @@ def flat_kernel(fn, nin: int, parallel: bool):
             for b in prange(nb):
                 wide_vectors()
                 lo, hi = b * BLOCK, (b + 1) * BLOCK
+                prefetch_ahead(g, lo)
+                prefetch_ahead(x, lo)
                 gb, xb, ob = g[lo:hi], x[lo:hi], out[lo:hi]
                 for j in range(BLOCK):
                     ob[j] = gb[j] * fn(xb[j], *p)
@@ -289,6 +331,7 @@ def inplace_kernel(fn, nin: int, parallel: bool):
             nb = n // BLOCK
             for b in prange(nb):
                 wide_vectors()
+                prefetch_ahead(a, b * BLOCK)
                 ab = a[b * BLOCK : (b + 1) * BLOCK]
                 for j in range(BLOCK):
                     ab[j] = fn(ab[j], *p)
@@ -302,6 +345,8 @@ def inplace_kernel(fn, nin: int, parallel: bool):
             nb = n // BLOCK
             for b in prange(nb):
                 wide_vectors()
+                prefetch_ahead(g, b * BLOCK)
+                prefetch_ahead(x, b * BLOCK)
                 gb, xb = g[b * BLOCK : (b + 1) * BLOCK], x[b * BLOCK : (b + 1) * BLOCK]
                 for j in range(BLOCK):
                     gb[j] = gb[j] * fn(xb[j], *p)
