@@ -100,8 +100,7 @@ def _attach_cache(dispatcher) -> None:
 def jit_kernel(pyfunc, name: str, parallel: bool):
     """``njit`` a kernel with fastact's options and a disk cache keyed by ``name`` and the
     source stamp (so edits to formulas or the math layer recompile). Names must be unique."""
-    pyfunc.__qualname__ = pyfunc.__name__ = name
-    disp = njit(parallel=parallel, **_OPTIONS)(pyfunc)
+    disp = njit(parallel=parallel, **_OPTIONS)(unique_name(pyfunc, name))
     _attach_cache(disp)
     if parallel and not concurrent_launch_ok():
         return _TakingTurns(disp)
@@ -247,7 +246,17 @@ def _last_block(fn, nin: int):
                 bg[j] = bg[j] * fn(bx[j], *p)
             return bg[:m]
 
-    return njit(**_OPTIONS)(tail)
+    return njit(**_OPTIONS)(unique_name(tail, f"{fn.__name__}_tail{nin}"))
+
+
+def unique_name(pyfunc, name: str):
+    """``pyfunc`` renamed ``name``, for a function generated per formula that a cached kernel
+    calls. Numba names compiled code by qualified name and a per-process counter, so two
+    closures with the same qualified name, compiled in different processes and loaded from the
+    disk cache into one, can get the same symbol, and the loader resolves both calls to one of
+    them (found in a test run: mish_grad's last block ran silu_grad's code)."""
+    pyfunc.__qualname__ = pyfunc.__name__ = name
+    return pyfunc
 
 
 @functools.cache

@@ -24,7 +24,7 @@ from numba.extending import overload
 
 from . import _formulas as F
 from . import _vmath as vm
-from ._cpu import jit_kernel, wide_vectors
+from ._cpu import jit_kernel, unique_name, wide_vectors
 
 # Reductions may be reassociated (they become SIMD partial sums; the order is still fixed
 # by the code and the shape). Elementwise work keeps fastact's flags.
@@ -142,17 +142,18 @@ def _exp_into(x, m, out):
             out[i] = vm.exp(x[i] - m)
 
 
-def _pass_with_next_max(op, plain_pass):
+def _pass_with_next_max(op, plain_pass, name: str):
     """``f(x, m, c, out, nxt)``: out[i] = op(x[i], m, c) over a row, returning rowmax(nxt),
     the next row's max, in the same loop: that row's reads from memory then overlap this
     row's arithmetic instead of following it. ``plain_pass(x, m, c, out)`` is the pass alone
-    (used, then rowmax, for strided rows)."""
+    (used, then rowmax, for strided rows). ``name`` names the generated functions
+    (``unique_name``: they are compiled into cached kernels)."""
 
     def f(x, m, c, out, nxt):
         plain_pass(x, m, c, out)
         return rowmax(nxt)
 
-    separate = _plain(f)
+    separate = _plain(unique_name(f, name))
 
     @overload(f)
     def _ol(x, m, c, out, nxt):
@@ -178,7 +179,7 @@ def _pass_with_next_max(op, plain_pass):
             r = it(_order_key(km, sh, mask)).view(ft)
             return r if b.size else ft(-np.inf)
 
-        return impl
+        return unique_name(impl, f"{name}_fused")
 
     return f
 
@@ -218,8 +219,10 @@ def _log(s):
     return vm.log1p(s - type(s)(1))
 
 
-exp_into_max = _pass_with_next_max(_exp_minus, _plain(lambda x, m, c, out: _exp_into(x, m, out)))
-shift_into_max = _pass_with_next_max(_minus_two, _shift)
+exp_into_max = _pass_with_next_max(
+    _exp_minus, _plain(lambda x, m, c, out: _exp_into(x, m, out)), "exp_into_max"
+)
+shift_into_max = _pass_with_next_max(_minus_two, _shift, "shift_into_max")
 
 
 def _name(kind: str, parallel: bool) -> str:

@@ -244,3 +244,41 @@ def test_read_only_package_and_home_compile_in_memory(work):
         read_only(p)
     assert not loaded(run_child(src, home, cdir, prefix=prefix))
     assert not cache_files(work)
+
+
+# Each name's result on 3 elements (shorter than a block: all in the padded last block).
+PAIR = r"""
+import json, sys
+import numpy as np
+import fastact
+
+x = np.array([-1.0, 0.5, 7.0])
+print(json.dumps({n: getattr(fastact, n)(x, target="cpu").tolist() for n in sys.argv[1:]}))
+"""
+
+
+def test_kernels_compiled_by_different_processes_keep_their_own_code(work):
+    """relu_grad and relu6_grad compiled by two processes, each the same sequence of
+    compilations (so the same per-process counters in Numba's symbol names), then loaded from
+    the cache by a third: each runs its own code. When their generated last-block helpers
+    shared a qualified name, both calls ran whichever loaded first."""
+    src = copy_package(work)
+    home, cdir = work / "home", work / "numba-cache"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "FASTACT_"))}
+    env.update(PYTHONPATH=str(src), HOME=str(home), NUMBA_CACHE_DIR=str(cdir),
+               NUMBA_DEBUG_CACHE="1")  # fmt: skip
+
+    def child(*names):
+        proc = subprocess.run([sys.executable, "-c", PAIR, *names], cwd=src, env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout
+
+    want = {"relu_grad": [0.0, 1.0, 1.0], "relu6_grad": [0.0, 1.0, 0.0]}
+    for name in want:
+        assert json.loads(child(name).strip().splitlines()[-1]) == {name: want[name]}
+    for names in (["relu_grad", "relu6_grad"], ["relu6_grad", "relu_grad"]):
+        out = child(*names)
+        assert loaded(out)
+        assert json.loads(out.strip().splitlines()[-1]) == want
