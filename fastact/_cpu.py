@@ -19,8 +19,8 @@ import threading
 
 import numba
 import numpy as np
-from numba import njit, prange, vectorize
 from llvmlite import ir
+from numba import njit, prange, vectorize
 from numba.core import cgutils
 from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.extending import intrinsic

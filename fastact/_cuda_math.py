@@ -125,9 +125,22 @@ def xexp(a, x):
 
 
 @device
+def xexp_neg(a, x, dx):
+    """a·e^(x + dx) for x <= 0 and a tiny dx: a·(1 + dx)·e^x."""
+    return xexp(cuda.fma(a, dx, a), x)
+
+
+@device
 def erfcx(x):
     """e^(x²)·erfc(x) for x >= 0."""
     return _erfcx(x)
+
+
+@device
+def phicx(x):
+    """e^(x²/2)·Φ(-x) = ½·erfcx(x/√2) for x >= 0."""
+    T = type(x)
+    return T(0.5) * _erfcx(x * T(0.70710678118654752440))
 
 
 @device

@@ -207,29 +207,25 @@ def celu_grad_y(y, alpha):
 # ------------------------------------------------------------------------ gelu
 @scalar
 def _gauss_tail(x):
-    """(½·erfcx(|x|/√2), lo/2, -hi/2) with hi + lo = x² exactly, so that
-    e^(-x²/2) = e^(-hi/2)·(1 - lo/2) and Φ(-|x|) = ½erfcx(|x|/√2)·e^(-x²/2)."""
+    """(a, -hi/2, -lo/2) with a = |x| up to 40 (where a·Φ(-a) and φ(a) are 0 in both dtypes;
+    NaN gives 40 too) and hi + lo = a² exactly: e^(-a²/2) = e^(-hi/2 - lo/2), with
+    Φ(-a) = phicx(a)·e^(-a²/2)."""
     T = type(x)
-    z = abs(x) * T(_SQRT1_2)
-    hi, lo = vm.sq_split(x)
-    return T(0.5) * vm.erfcx(z), T(0.5) * _finite_or_zero(lo), T(-0.5) * hi
-
-
-@scalar
-def _times_1m(a, e):
-    """a·(1 - e) with one rounding."""
-    return vm.fma(-a, e, a)
+    a = abs(x)
+    a = a if a < T(40) else T(40)
+    hi, lo = vm.sq_split(a)
+    return a, T(-0.5) * hi, T(-0.5) * lo
 
 
 @scalar
 def gelu(x):
-    """x·Φ(x); Φ from erfcx and an exact e^(-x²/2), so the x < 0 tail keeps full accuracy."""
+    """x·Φ(x) = x - P for x >= 0 and -P for x < 0, P = a·Φ(-a), a = |x|: P from phicx and
+    an exact e^(-a²/2), so the x < 0 tail keeps full accuracy; ±inf and NaN need no case of
+    their own (P = 0 there)."""
     T = type(x)
-    if abs(x) == math.inf:
-        return T(0) if x < 0 else x
-    h, e, m = _gauss_tail(x)
-    w = vm.xexp(_times_1m(x * h if x < 0 else h, e), m)  # x<0: x·Φ(x); else 1 - Φ(x)
-    return w if x < 0 else x - x * w
+    a, m, dm = _gauss_tail(x)
+    P = vm.xexp_neg(a * vm.phicx(a), m, dm)
+    return T(0) - P if x < 0 else x - P
 
 
 # Φ(x) + xφ(x) = ½ + x/√(2π)·Σ c_n x^(2n), c_n = (-1)^n (2n+2) / (2^n n! (2n+1)): used for
@@ -251,16 +247,13 @@ def _gelu_grad_series(x):
 
 @scalar
 def gelu_grad(x):
-    """Φ(x) + x·φ(x)."""
+    """Φ(x) + x·φ(x) (Φ(-a) and φ(a) as in gelu)."""
     T = type(x)
     if abs(x) < 0.75:
         return _gelu_grad_series(x)
-    if abs(x) > 40:  # Φ is 0 or 1 and x·φ(x) underflows, in both dtypes
-        return T(0) if x < 0 else T(1)
-    h, e, m = _gauss_tail(x)
-    k = x * T(_INV_SQRT2PI)
-    w = vm.xexp(_times_1m(h + k if x < 0 else k - h, e), m)
-    return w if x < 0 else T(1) + w
+    a, m, dm = _gauss_tail(x)  # U = Φ(-a) - aφ(a): Φ(x) + xφ(x) = U (x < 0), 1 - U (x >= 0)
+    U = vm.xexp_neg(vm.fma(-a, T(_INV_SQRT2PI), vm.phicx(a)), m, dm)
+    return U if x < 0 else (T(1) - U if x >= 0 else x)
 
 
 @scalar

@@ -9,8 +9,12 @@ Contract (what ``_formulas`` relies on):
 - ``exp, expm1, log1p, tanh``: faithful to ~1 ULP, C99 special values, subnormal results kept.
 - ``log1p_unit(t)`` = log1p(t) for t in [0, 1] only (NaN passes): cheaper in float32.
 - ``xexp(a, x)`` = a·e^x rounded once, without the intermediate underflow of e^x
-  (e^x may be subnormal or zero while a·e^x is a normal number).
+  (e^x may be subnormal or zero while a·e^x is a normal number); ``xexp_neg(a, x, dx)``
+  = a·e^(x+dx) for finite a, x <= 0 and a tiny dx, without the checks for inf, NaN and
+  overflow.
 - ``erfcx(x)`` = e^(x²)·erfc(x) for x >= 0 (decreasing from 1 to 1/(x·√π)).
+- ``phicx(x)`` = e^(x²/2)·Φ(-x) for 0 <= x <= 1024 (or NaN), the same for the normal
+  distribution (beyond 1024 the first-order correction of float32 loses to cancellation).
 - ``xmtanh(x)`` = x − tanh x without cancellation near 0.
 - ``fma(a, b, c)`` = a·b + c with one rounding.
 - ``sq_split(x)`` = (hi, lo) with hi + lo == x·x exactly.
@@ -347,6 +351,22 @@ _ERFCX_64 = (  # S, ascending powers of t
     8.1876534130039399248e-10,
 )
 
+# (a+4)·e^(a²/2)·Φ(-a) = Q(v), v = 1/(a+4) in [0, 1/4]: max weighted error 1.4929e-9 (2^-29.32)
+_PHICX_32_C0 = 3.9894228099699829505e-1
+_PHICX_32 = (  # R = (Q - Q(0))/v, ascending powers of v
+    1.5957682847525281197,
+    5.9843267622652001178,
+    2.0727813204314694173e1,
+    6.5812702445887653093e1,
+    1.5617528346110412027e2,
+    7.336031984690234909e2,
+    -3.3118062549036686878e3,
+    2.5576406678466035261e4,
+    -1.2050984520809545836e5,
+    2.4010103654419948041e5,
+    -1.7562804048582989102e5,
+)
+
 # ------------------------------------------------------- Numba implementations
 # One template, compiled for each float type: ``F`` is np.float32 or np.float64 and the
 # upper-case names are constants of that type (Numba freezes them). Names starting with
@@ -429,6 +449,25 @@ def xexp_impl(a, x):
     return y if x <= XEXP_HI else (a * INF if x > XEXP_HI else x)
 
 
+def sq_split_impl(x):
+    hi = x * x
+    return hi, fma(x, x, -hi)
+
+
+def r_div(v, s):
+    # 1 - v·s, exact for v = fl(1/s)
+    return fma(-v, s, F(1))
+
+
+def xexp_neg_impl(a, x, dx):
+    _inline_me()
+    x = x if x > XEXP_LO else XEXP_LO
+    k = (x * LOG2E + SHIFTER) - SHIFTER
+    r = fma(-k, LN2_HI, x)
+    r = fma(-k, LN2_LO, r) + dx
+    return _ldexp_wide(fma(a, fma(r * r, _p_expm1(r), r), a), k)
+
+
 def _ldexp_deep(y, k):
     # y·2^k for k down to XEXP_LO·log2(e) - 1: below K_DEEP, part of 2^k goes on y first
     deep = k < K_DEEP
@@ -495,6 +534,36 @@ def tanh_impl(x):
 ''',
 }
 
+# phicx(x) = e^(x²/2)·Φ(-x) for x >= 0. float32: Q(v)·v with v = 1/(x + 4) (one division;
+# x = inf gives v = 0), a polynomial of v, whose terms barely cancel (one of t = 1 - 8v,
+# the usual (x-K)/(x+K) map, loses 2 ULP to cancellation near t = 1); the roundings of
+# x + 4 and of 1/(x + 4) shift the point where Q is evaluated, and that shift goes back in
+# to first order (phicx' = x·phicx - 1/√(2π)).
+# float64: ½·erfcx(a/√2).
+_PHICX = {
+    "float32": '''
+def phicx_impl(x):
+    _inline_me()
+    s = x + F(4)
+    v = F(1) / s
+    v2, v2lo = sq_split_impl(v)
+    R = _p_phicx(v)
+    w = fma(v2, R, v2lo * R)  # v²·R: phicx(1/v - 4) = c0·v + w
+    # 1/v - 4 = (s - 4) + s·r to first order, r = 1 - v·s the division's residual (exact):
+    # the point is off by d = x - (1/v - 4), which goes back in as d·phicx'(x) (phicx' =
+    # x·phicx - 1/√(2π), from a first rounding of c0·v + w), and c0·v + w + d·phicx' is
+    # rounded once (c0 in two parts: its float32 rounding alone is 0.45 ULP)
+    d = fma(-s, r_div(v, s), x - (s - F(4)))  # x - (s - 4) is exact
+    dh = d * fma(x, fma(v, C0, w), -INV_SQRT2PI)
+    return fma(v, C0, fma(v, C0_LO, w + dh))
+''',
+    "float64": '''
+def phicx_impl(x):
+    _inline_me()
+    return F(0.5) * erfcx_impl(x * SQRT1_2)
+''',
+}
+
 _LOG1P_UNIT = {
     "float32": '''
 def log1p_unit_impl(x):
@@ -526,7 +595,7 @@ def _build(F, polys, consts):
           "_inline_me": _inline_me}
     ns.update({k: F(v) for k, v in consts.items()})
     src = "".join(_horner(n, c) for n, c in polys.items()) + _LOG_TAIL[F.__name__] + _TEMPLATE
-    src += _LOG1P_UNIT[F.__name__] + _TANH[F.__name__]
+    src += _LOG1P_UNIT[F.__name__] + _TANH[F.__name__] + _PHICX[F.__name__]
     exec(compile(src, f"<fastact._vmath template {F.__name__}>", "exec"), ns)  # noqa: S102
     for obj in list(ns.values()):
         if isinstance(obj, type(_build)) and obj.__globals__ is ns:
@@ -549,7 +618,7 @@ def _split(v, t):
 _N32 = _build(
     np.float32,
     {"_p_expm1": _EXPM1_32, "_p_log": _LOG1P_32, "_p_xmt": _XMT_32, "_p_erfcx": _ERFCX_32,
-     "_p_atanh": _ATANH_32},
+     "_p_atanh": _ATANH_32, "_p_phicx": _PHICX_32},
     {
         "LOG2E": 1.4426950408889634, "SHIFTER": 1.5 * 2**23,
         "LN2_HI": _split(_LN2, np.float32)[0], "LN2_LO": _split(_LN2, np.float32)[1],
@@ -560,6 +629,8 @@ _N32 = _build(
         "K_DEEP": -200.0, "S_DEEP": 2.0**-64, "K_ADD": 64.0,
         "TWO_P": 2.0**24, "KC_MAX": 64.0,           # 1+x exact-error range, 2^-k clamp
         "INF": math.inf, "NAN": math.nan, "ERFCX_F0M1": _ERFCX_32_F0 - 1.0,
+        "INV_SQRT2PI": 0.3989422804014327, "C0": _PHICX_32_C0,
+        "C0_LO": _PHICX_32_C0 - float(np.float32(_PHICX_32_C0)),
     },
 )
 
@@ -575,7 +646,7 @@ _N64 = _build(
         "XEXP_LO": -1456.0, "XEXP_HI": 1416.0,
         "K_DEEP": -1900.0, "S_DEEP": 2.0**-600, "K_ADD": 600.0,
         "TWO_P": 2.0**53, "KC_MAX": 512.0,
-        "INF": math.inf, "NAN": math.nan, "ERFCX_F0M1": -5.93e-18,
+        "INF": math.inf, "NAN": math.nan, "ERFCX_F0M1": -5.93e-18, "SQRT1_2": 0.7071067811865476,
     },
 )
 
@@ -627,6 +698,12 @@ def tanh(x):
     return type(x)(np.tanh(x))
 
 
+def xexp_neg(a, x, dx):
+    """a·e^(x + dx) for finite a, x <= 0 (not NaN) and |dx| < 2^-20 (the low part of a
+    two-part exponent): ``xexp`` without its special cases."""
+    return xexp(a, x + dx)
+
+
 def xexp(a, x):
     """a·e^x without underflow of the intermediate e^x."""
     if x != x or a != a:
@@ -668,6 +745,18 @@ def erfcx(x):
     return type(x)(_erfcx64(float(x)))
 
 
+def phicx(x):
+    """e^(x²/2)·Φ(-x) = ½·erfcx(x/√2) for x >= 0 (Φ the standard normal CDF)."""
+    if x != x:
+        return x
+    if x == math.inf:
+        return type(x)(0.0)
+    z = float(x) / math.sqrt(2.0)
+    if z < _ERFCX_ASYM:  # the exact square of x/√2 is x²/2: no rounding of z² to fold back
+        return type(x)(0.5 * math.erfc(z) * math.exp(0.5 * float(x) * float(x)))
+    return type(x)(0.5 * _erfcx64(z))
+
+
 # x - tanh x = x·K/(1+K) with K the tail of tanh's continued fraction
 # tanh x = x/(1 + x²/(3 + x²/(5 + ...))): every term positive, no cancellation.
 _XMT_CF = 2.0
@@ -690,7 +779,10 @@ def xmtanh(x):
     return type(x)(_xmtanh64(float(x)))
 
 
-for _f in (exp, expm1, log1p, log1p_unit, tanh, erfcx, xmtanh):
+for _f in (exp, expm1, log1p, log1p_unit, tanh, erfcx, phicx, xmtanh):
     _register(_f, _f.__name__ + "_impl")
 del _f
 overload(xexp, jit_options=_JIT, inline="always")(lambda a, x: _pick("xexp_impl", a, x))
+overload(xexp_neg, jit_options=_JIT, inline="always")(
+    lambda a, x, dx: _pick("xexp_neg_impl", a, x, dx)
+)

@@ -127,6 +127,25 @@ def fit(name, deg):
 
         w = lambda t: 1 / f(t)  # noqa: E731
         L = dict(a=-1, b=1)
+    elif name == "log1p_unit":  # log1p(t) = t + t^2 H(t), t in [0, 1]; relative
+        powers = list(range(2, deg + 1))
+        f = lambda t: mp.log1p(t) - t  # noqa: E731
+        w = lambda t: 1 / mp.log1p(t) if t else mp.mpf(10) ** 30  # noqa: E731
+        L = dict(a=0, b=1)
+    elif name == "phicx":  # (a+4)·e^(a²/2)·Φ(-a) = Q(v), v = 1/(a+4) in [0, 1/4]; relative
+        powers = list(range(0, deg + 1))
+
+        def f(v):
+            if v == 0:
+                return 1 / mp.sqrt(2 * mp.pi)
+            a = 1 / v - 4
+            if a > 1e4:  # asymptotic series, far below float64 precision there
+                r = 1 / (a * a)
+                return (a + 4) / (a * mp.sqrt(2 * mp.pi)) * (1 - r + 3 * r * r)
+            return (a + 4) * mp.exp(a * a / 2) * mp.erfc(a / mp.sqrt(2)) / 2
+
+        w = lambda v: 1 / f(v)  # noqa: E731
+        L = dict(a=0, b=mp.mpf(1) / 4)
     else:
         raise SystemExit(f"unknown kernel {name}")
     coef, emax = remez(f, w, powers, **L)

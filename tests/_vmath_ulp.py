@@ -13,7 +13,7 @@ from numba import njit
 
 from fastact import _vmath as vm
 
-NAMES = ("exp", "expm1", "log1p", "log1p_unit", "tanh", "erfcx", "xmtanh")
+NAMES = ("exp", "expm1", "log1p", "log1p_unit", "tanh", "erfcx", "phicx", "xmtanh")
 
 
 @functools.cache
@@ -60,6 +60,7 @@ REF64 = {  # float64 references, good to ~1e-6 float32 ULP
     "log1p_unit": np.log1p,
     "tanh": np.tanh,
     "erfcx": sc.erfcx,
+    "phicx": lambda x: 0.5 * sc.erfcx(x / np.sqrt(2.0)),
     "xmtanh": _xmtanh64,
 }
 
@@ -72,6 +73,10 @@ def _erfcx_mp(x):
     return mp.exp(x * x) * mp.erfc(x)
 
 
+def _phicx_mp(x):
+    return _erfcx_mp(x / mp.sqrt(2)) / 2
+
+
 REFMP = {
     "exp": mp.exp,
     "expm1": mp.expm1,
@@ -79,6 +84,7 @@ REFMP = {
     "log1p_unit": mp.log1p,
     "tanh": mp.tanh,
     "erfcx": _erfcx_mp,
+    "phicx": _phicx_mp,
     "xmtanh": lambda x: _xmtanh_mp(x),
 }
 

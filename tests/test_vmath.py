@@ -13,8 +13,9 @@ log1p      1.5      1.0
 log1p_unit 2.0      1.0      (x in [0, 1] only)
 tanh       2.5      1.0      (float32: e/(e+2), e = expm1(2|x|), one branch)
 erfcx      2.5      2.0
+phicx      3.5      3.0      (x in [0, 1024] only)
 xmtanh     3.0      2.0
-xexp       1.5      1.5
+xexp       1.5      1.5      (xexp_neg: the same, x <= 0)
 =========  =======  =======
 """
 
@@ -46,9 +47,9 @@ from fastact import _formulas
 from fastact import _vmath as vm
 
 BOUND32 = {"exp": 1.0, "expm1": 1.5, "log1p": 1.5, "log1p_unit": 2.0, "tanh": 2.5, "erfcx": 2.5,
-           "xmtanh": 3.0}  # fmt: skip
+           "phicx": 3.5, "xmtanh": 3.0}  # fmt: skip
 BOUND64 = {"exp": 1.0, "expm1": 1.5, "log1p": 1.0, "log1p_unit": 1.0, "tanh": 1.0, "erfcx": 2.0,
-           "xmtanh": 2.0}  # fmt: skip
+           "phicx": 3.0, "xmtanh": 2.0}  # fmt: skip
 XEXP_BOUND = {np.float32: 1.5, np.float64: 1.5}
 
 # whole range where the result is finite and not trivially 0, ±1 or x; 'uniform' part
@@ -59,6 +60,7 @@ RANGE32 = {
     "log1p_unit": (0.0, 1.0),
     "tanh": (-12.0, 12.0),
     "erfcx": (0.0, 3.4e38),
+    "phicx": (0.0, 1024.0),
     "xmtanh": (-12.0, 12.0),
 }
 RANGE64 = {
@@ -68,6 +70,7 @@ RANGE64 = {
     "log1p_unit": (0.0, 1.0),
     "tanh": (-20.0, 20.0),
     "erfcx": (0.0, 1.7e308),
+    "phicx": (0.0, 1024.0),
     "xmtanh": (-20.0, 20.0),
 }
 # points near the edges: underflow/overflow of e^x, subnormal results, 0, the cut-overs
@@ -81,6 +84,7 @@ EDGES = {
     "log1p_unit": [0.0, 1e-45, 2e-45, 1e-38, 1e-30, 1e-8, 3e-5, 0.25, 0.5, 0.999, 1.0],
     "tanh": [0.999, 1.0, 1.0001, -0.999, -1.0, 1e-10, -1e-10, 0.55, 9.0, 19.0],
     "erfcx": [1e-10, 0.49, 0.5, 0.51, 2.9, 3.0, 3.1, 1e4, 1e8, 1e20, 1e38, 3e38, 1e300],
+    "phicx": [0.0, 1e-30, 1e-7, 0.5, 1.0, 3.99, 4.0, 4.01, 12.0, 14.0, 40.0, 1000.0, 1024.0],
     "xmtanh": [0.999, 1.0, 1.0001, -0.999, -1.0, 1e-10, -1e-10, 1e-20, 1e-40, 9.0, 19.0],
 }
 
@@ -94,12 +98,14 @@ def _sample32(name, n=100_000, seed=0):
         np.array([v for v in EDGES[name] if abs(v) < 3e38], np.float32),
     ])
     x = np.nextafter(x, x + np.float32(1))[: x.size]  # keep dtype, perturb a little
-    if name == "erfcx":
+    if name in ("erfcx", "phicx"):
         x = np.abs(x)
     if name == "log1p":
         x = x[x > -1]
     if name == "log1p_unit":
         x = x[(x >= 0) & (x <= 1)]
+    if name == "phicx":
+        x = x[x <= 1024]
     return x[np.isfinite(x)]
 
 
@@ -108,12 +114,14 @@ def _sample64(name, n=1000, seed=0):
     lo, hi = RANGE64[name]
     x = np.concatenate([bits64(rng, n, lo, hi), rng.uniform(max(lo, -30.0), min(hi, 30.0), n),
                         np.array(EDGES[name], np.float64)])
-    if name == "erfcx":
+    if name in ("erfcx", "phicx"):
         x = np.abs(x)
     if name == "log1p":
         x = x[x > -1]
     if name == "log1p_unit":
         x = x[(x >= 0) & (x <= 1)]
+    if name == "phicx":
+        x = x[x <= 1024]
     return x
 
 
@@ -195,6 +203,7 @@ SPECIALS = {  # name: [(x, expected)] (pairs, since 0.0 == -0.0 as dict keys)
     "tanh": [(0.0, 0.0), (-0.0, -0.0), (_INF, 1.0), (-_INF, -1.0), (_NAN, _NAN), (1e3, 1.0),
              (-1e3, -1.0), (1e-40, 1e-40), (-1e-40, -1e-40)],
     "erfcx": [(0.0, 1.0), (-0.0, 1.0), (_INF, 0.0), (_NAN, _NAN)],
+    "phicx": [(0.0, 0.5), (-0.0, 0.5), (_NAN, _NAN)],
     "xmtanh": [(0.0, 0.0), (-0.0, -0.0), (_INF, _INF), (-_INF, -_INF), (_NAN, _NAN)],
 }
 
@@ -214,6 +223,39 @@ def test_special_values(name, dtype):
     for xi, w in zip(x, want):
         g = getattr(vm, name)(dtype(xi))
         assert (np.isnan(g) and np.isnan(w)) or (g == w and np.signbit(g) == np.signbit(w))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_xexp_neg(dtype):
+    """a·e^(x + dx) for x <= 0 and a tiny dx: xexp's accuracy, subnormal results kept."""
+    from numba import njit
+
+    @njit(error_model="numpy", fastmath={"contract"})
+    def run(a, x, dx):
+        out = np.empty_like(x)
+        for i in range(x.size):
+            out[i] = vm.xexp_neg(a[i], x[i], dx[i])
+        return out
+
+    rng = np.random.default_rng(9)
+    n = 20_000 if dtype == np.float32 else 1500
+    deep = 110.0 if dtype == np.float32 else 745.0
+    a = np.concatenate([rng.uniform(0, 4, n), np.exp2(rng.uniform(-60, 60, n))]).astype(dtype)
+    x = np.concatenate([rng.uniform(-deep, 0, n), rng.uniform(-30, 0, n)]).astype(dtype)
+    dx = (x * rng.uniform(-1, 1, x.size) * float(np.finfo(dtype).eps)).astype(dtype)
+    got = run(a, x, dx)
+    with mp.workprec(100):
+        ref = [mp.mpf(float(p)) * mp.exp(mp.mpf(float(q)) + mp.mpf(float(d)))
+               for p, q, d in zip(a, x, dx)]  # fmt: skip
+    if dtype == np.float32:
+        err = ulp32(got, np.array([float(r) for r in ref]))
+    else:
+        err = ulp64(got, ref)
+    i = int(np.argmax(err))
+    print(f"\nxexp_neg {np.dtype(dtype).name}: max {err[i]:.3f} ULP at a={a[i]!r} x={x[i]!r}")
+    assert err[i] <= XEXP_BOUND[dtype]
+    z = np.zeros(2, dtype)
+    assert list(run(np.array([1.0, 3.0], dtype), np.array([0.0, -1e4], dtype), z)) == [1.0, 0.0]
 
 
 def test_xexp_special_values():
