@@ -126,7 +126,11 @@ def xexp(a, x):
 
 @device
 def xexp_neg(a, x, dx):
-    """a·e^(x + dx) for x <= 0 and a tiny dx: a·(1 + dx)·e^x."""
+    """a·e^(x + dx) for x <= 0 and a tiny dx: a·(1 + dx)·e^x; 0 (dx ignored, it may be
+    NaN there) where x is -inf, NaN or below -10^4, as on the CPU."""
+    T = type(a)
+    if not x > T(-1e4):
+        return a * T(0)
     return xexp(cuda.fma(a, dx, a), x)
 
 

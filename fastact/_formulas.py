@@ -381,12 +381,12 @@ def mish_grad(x):
 # -------------------------------------------------------------------- softplus
 @scalar
 def _exp_neg_abs_scaled(x, beta):
-    """(βx, e^-|βx|) with the rounding of βx corrected by one FMA."""
-    T = type(x)
+    """(u, e^-|βx|), u = fl(βx), with βx - u (one FMA) in the exponent; a NaN u gives a
+    finite t (callers return u there). Where u is ±inf or NaN, so is βx - u, but xexp_neg
+    drops it there (e^-|u| is 0)."""
     u = beta * x
-    lo = _finite_or_zero(vm.fma(beta, x, -u))
-    t = vm.exp(-abs(u))
-    return u, t * (T(1) - lo if u >= 0 else T(1) + lo)
+    lo = vm.fma(beta, x, -u)
+    return u, vm.xexp_neg(type(x)(1), -abs(u), -lo if u >= 0 else lo)
 
 
 @scalar
@@ -397,7 +397,7 @@ def softplus(x, beta, threshold):
     if u > threshold:
         return x
     p = vm.log1p_unit(t) * (T(1) / beta)  # 1/β is loop-invariant: hoisted, no division
-    return x + p if u > 0 else (p if u <= 0 else u)
+    return p if u <= 0 else x + p  # NaN: x + p
 
 
 @scalar

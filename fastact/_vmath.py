@@ -225,6 +225,29 @@ def _inline_me(typingctx):
 # Minimax fits from tests/_vmath_fit.py (ascending powers of each polynomial P; the comment
 # names the fitted function and its maximum relative error).
 
+# exp degree 6 (e^r = 1 + r + r²·P(r), relative to e^r): max weighted error 3.0574e-9 (2^-28.29)
+_EXP_32 = (  # x^2 .. x^6
+    4.999999345168875082e-1,
+    1.6666520689818719076e-1,
+    4.1668387362939124272e-2,
+    8.3687098267135609475e-3,
+    1.3814613270510327298e-3,
+)
+
+# exp degree 11: max weighted error 3.62e-18 (2^-57.94)
+_EXP_64 = (  # x^2 .. x^11
+    5.0000000000000106168e-1,
+    1.6666666666666412772e-1,
+    4.1666666666530265426e-2,
+    8.3333333334943358251e-3,
+    1.3888888943597852002e-3,
+    1.9841269506773146288e-4,
+    2.4801493136022587834e-5,
+    2.7557586272468578232e-6,
+    2.7630233977946594562e-7,
+    2.5000070311103071138e-8,
+)
+
 # expm1 degree 7: max weighted error 2.39e-10 (2^-31.96)
 _EXPM1_32 = (  # x^2 .. x^7
     5.0000000441372353817e-1,
@@ -272,6 +295,19 @@ _LOG1P_64 = (  # x^1 .. x^7
     1.8183564325478339753e-1,
     1.5314050566921681405e-1,
     1.4795949567483936973e-1,
+)
+
+# log1p_unit degree 10 (log1p t = t + t²·H(t) on [0, 1]): max weighted error 5.124e-9 (2^-27.54)
+_LOG1P_UNIT_32 = (  # x^2 .. x^10
+    -4.9999932764072201552e-1,
+    3.3330511332102176686e-1,
+    -2.4958587532400912747e-1,
+    1.9695401070005604141e-1,
+    -1.5355397771038312939e-1,
+    1.0680557942818602181e-1,
+    -5.7664467866390414427e-2,
+    2.0204597387900606072e-2,
+    -3.318475287385514886e-3,
 )
 
 # xmtanh degree 7: max weighted error 5.2859e-9 (2^-27.5)
@@ -379,24 +415,35 @@ def _clamp(x, lo, hi):
     return y if y < hi else hi
 
 
-def _expm1_red(x):
-    # (e^r - 1, k) with x = k*ln2 + r, |r| <= ln2/2, k integral; x finite, |x| < 2^20
+def _reduce(x):
+    # (r, k) with x = k*ln2 + r, |r| <= ln2/2, k integral; x finite, |x| < 2^20
     k = (x * LOG2E + SHIFTER) - SHIFTER
     r = fma(-k, LN2_HI, x)
-    r = fma(-k, LN2_LO, r)
+    return fma(-k, LN2_LO, r), k
+
+
+def _expm1_red(x):
+    # (e^r - 1, k), e^r - 1 accurate relative to itself (expm1)
+    r, k = _reduce(x)
     return fma(r * r, _p_expm1(r), r), k
+
+
+def _exp_red(x):
+    # (e^r - 1, k), e^r - 1 accurate relative to e^r only (one degree less)
+    r, k = _reduce(x)
+    return fma(r * r, _p_exp(r), r), k
 
 
 def _q_tail(ax):
     # 2t/(1+t), t = e^(-2ax), for ax >= 0 (finite garbage for NaN)
-    em1, k = _expm1_red(_clamp(F(-2) * ax, TANH_LO, F(0)))
+    em1, k = _exp_red(_clamp(F(-2) * ax, TANH_LO, F(0)))
     t = _scale2(em1 + F(1), k)
     return F(2) * t / (F(1) + t)
 
 
 def exp_impl(x):
     _inline_me()
-    em1, k = _expm1_red(_clamp(x, EXP_LO, EXP_HI))
+    em1, k = _exp_red(_clamp(x, EXP_LO, EXP_HI))
     y = _ldexp(em1 + F(1), k)
     return y if x == x else x
 
@@ -442,7 +489,7 @@ def xmtanh_impl(x):
 
 def xexp_impl(a, x):
     _inline_me()
-    em1, k = _expm1_red(_clamp(x, XEXP_LO, XEXP_HI))
+    em1, k = _exp_red(_clamp(x, XEXP_LO, XEXP_HI))
     ap = fma(a, em1, a)  # a·e^r rounded once (a·e^r is a itself for a = ±inf)
     ap = ap if abs(a) < INF else a
     y = _ldexp_wide(ap, k)
@@ -461,11 +508,12 @@ def r_div(v, s):
 
 def xexp_neg_impl(a, x, dx):
     _inline_me()
-    x = x if x > XEXP_LO else XEXP_LO
-    k = (x * LOG2E + SHIFTER) - SHIFTER
-    r = fma(-k, LN2_HI, x)
-    r = fma(-k, LN2_LO, r) + dx
-    return _ldexp_wide(fma(a, fma(r * r, _p_expm1(r), r), a), k)
+    deep = not x > XEXP_LO  # (or NaN) 0 anyway: no dx, which may be large there
+    x = XEXP_LO if deep else x
+    dx = F(0) if deep else dx
+    r, k = _reduce(x)
+    r = r + dx
+    return _ldexp_wide(fma(a, fma(r * r, _p_exp(r), r), a), k)
 
 
 def _ldexp_deep(y, k):
@@ -506,9 +554,8 @@ def _log_tail(f):
 }
 
 # log1p on [0, 1] (what softplus and log-sigmoid take the log of: 1 + e^-|x|). float32:
-# log1p t = 2·atanh s, s = t/(2+t) in [0, 1/3], by its Taylor series 2s·Σ s^2k/(2k+1) to
-# k = 7 (truncation below 2^-29 relative): no reduction, no special cases, one division.
-# float64: log1p.
+# t + t²·H(t), one minimax polynomial over the whole interval: no reduction, no division,
+# no special case (a subnormal t gives t). float64: log1p.
 _TANH = {
     # e/(e + 2), e = expm1(2|x|): one branch-free expression for every x (expm1 keeps the
     # relative accuracy near 0), ~25% cheaper than two branches; |x| >= 9.5 gives ±1 anyway
@@ -568,9 +615,7 @@ _LOG1P_UNIT = {
     "float32": '''
 def log1p_unit_impl(x):
     _inline_me()
-    w = (F(2) * x) / (F(2) + x)  # 2s (2x is exact: no subnormal s loses its last bit)
-    z = F(0.25) * (w * w)
-    return fma(w * z, _p_atanh(z), w)
+    return fma(x * x, _p_log1pu(x), x)
 ''',
     "float64": '''
 def log1p_unit_impl(x):
@@ -578,7 +623,6 @@ def log1p_unit_impl(x):
     return log1p_impl(x)
 ''',
 }
-_ATANH_32 = tuple(1.0 / (2 * k + 1) for k in range(1, 8))  # z^0 .. z^6 of (atanh(s)-s)/s³
 
 
 def _horner(name, coeffs):
@@ -617,8 +661,8 @@ def _split(v, t):
 
 _N32 = _build(
     np.float32,
-    {"_p_expm1": _EXPM1_32, "_p_log": _LOG1P_32, "_p_xmt": _XMT_32, "_p_erfcx": _ERFCX_32,
-     "_p_atanh": _ATANH_32, "_p_phicx": _PHICX_32},
+    {"_p_exp": _EXP_32, "_p_expm1": _EXPM1_32, "_p_log": _LOG1P_32, "_p_xmt": _XMT_32,
+     "_p_erfcx": _ERFCX_32, "_p_log1pu": _LOG1P_UNIT_32, "_p_phicx": _PHICX_32},
     {
         "LOG2E": 1.4426950408889634, "SHIFTER": 1.5 * 2**23,
         "LN2_HI": _split(_LN2, np.float32)[0], "LN2_LO": _split(_LN2, np.float32)[1],
@@ -636,7 +680,8 @@ _N32 = _build(
 
 _N64 = _build(
     np.float64,
-    {"_p_expm1": _EXPM1_64, "_p_log": _LOG1P_64, "_p_xmt": _XMT_64, "_p_erfcx": _ERFCX_64},
+    {"_p_exp": _EXP_64, "_p_expm1": _EXPM1_64, "_p_log": _LOG1P_64, "_p_xmt": _XMT_64,
+     "_p_erfcx": _ERFCX_64},
     {
         "LOG2E": 1.4426950408889634, "SHIFTER": 1.5 * 2**52,
         "LN2_HI": _LN2, "LN2_LO": 2.3190468138462996e-17,
@@ -699,8 +744,10 @@ def tanh(x):
 
 
 def xexp_neg(a, x, dx):
-    """a·e^(x + dx) for finite a, x <= 0 (not NaN) and |dx| < 2^-20 (the low part of a
-    two-part exponent): ``xexp`` without its special cases."""
+    """a·e^(x + dx) for finite a, x <= 0 and |dx| <= 2^-20·|x| (the low part of a two-part
+    exponent): ``xexp`` without its special cases (a NaN x gives a finite result)."""
+    if not x > -1e4:  # -inf, NaN: 0, whatever dx is (it may be NaN there)
+        return type(a)(a * 0.0)
     return xexp(a, x + dx)
 
 
