@@ -496,11 +496,6 @@ def xexp_impl(a, x):
     return y if x <= XEXP_HI else (a * INF if x > XEXP_HI else x)
 
 
-def sq_split_impl(x):
-    hi = x * x
-    return hi, fma(x, x, -hi)
-
-
 def r_div(v, s):
     # 1 - v·s, exact for v = fl(1/s)
     return fma(-v, s, F(1))
@@ -553,9 +548,6 @@ def _log_tail(f):
 ''',
 }
 
-# log1p on [0, 1] (what softplus and log-sigmoid take the log of: 1 + e^-|x|). float32:
-# t + t²·H(t), one minimax polynomial over the whole interval: no reduction, no division,
-# no special case (a subnormal t gives t). float64: log1p.
 _TANH = {
     # e/(e + 2), e = expm1(2|x|): one branch-free expression for every x (expm1 keeps the
     # relative accuracy near 0), ~25% cheaper than two branches; |x| >= 9.5 gives ±1 anyway
@@ -581,19 +573,18 @@ def tanh_impl(x):
 ''',
 }
 
-# phicx(x) = e^(x²/2)·Φ(-x) for x >= 0. float32: Q(v)·v with v = 1/(x + 4) (one division;
-# x = inf gives v = 0), a polynomial of v, whose terms barely cancel (one of t = 1 - 8v,
-# the usual (x-K)/(x+K) map, loses 2 ULP to cancellation near t = 1); the roundings of
-# x + 4 and of 1/(x + 4) shift the point where Q is evaluated, and that shift goes back in
-# to first order (phicx' = x·phicx - 1/√(2π)).
-# float64: ½·erfcx(a/√2).
+# phicx(x) = e^(x²/2)·Φ(-x) for 0 <= x <= 1024. float32: v·Q(v) with v = 1/(x + 4) (one
+# division), Q a polynomial of v, whose terms barely cancel (one of t = 1 - 8v, the usual
+# (x-K)/(x+K) map, loses 2 ULP to cancellation near t = 1); the roundings of x + 4 and of
+# 1/(x + 4) shift the point where Q is evaluated, and that shift goes back in to first
+# order (phicx' = x·phicx - 1/√(2π)). float64: ½·erfcx(x/√2).
 _PHICX = {
     "float32": '''
 def phicx_impl(x):
     _inline_me()
     s = x + F(4)
     v = F(1) / s
-    v2, v2lo = sq_split_impl(v)
+    v2, v2lo = sq_split(v)
     R = _p_phicx(v)
     w = fma(v2, R, v2lo * R)  # v²·R: phicx(1/v - 4) = c0·v + w
     # 1/v - 4 = (s - 4) + s·r to first order, r = 1 - v·s the division's residual (exact):
@@ -611,6 +602,9 @@ def phicx_impl(x):
 ''',
 }
 
+# log1p on [0, 1] (what softplus and log-sigmoid take the log of: 1 + e^-|x|). float32:
+# t + t²·H(t), one minimax polynomial over the whole interval: no reduction, no division,
+# no special case (a subnormal t gives t). float64: log1p.
 _LOG1P_UNIT = {
     "float32": '''
 def log1p_unit_impl(x):
@@ -635,8 +629,8 @@ def _horner(name, coeffs):
 
 def _build(F, polys, consts):
     """Compile the template for float type F; returns its namespace."""
-    ns = {"F": F, "fma": fma, "_scale2": _scale2, "_log_split": _log_split, "_copysign": _copysign,
-          "_inline_me": _inline_me}
+    ns = {"F": F, "fma": fma, "sq_split": sq_split, "_scale2": _scale2, "_log_split": _log_split,
+          "_copysign": _copysign, "_inline_me": _inline_me}
     ns.update({k: F(v) for k, v in consts.items()})
     src = "".join(_horner(n, c) for n, c in polys.items()) + _LOG_TAIL[F.__name__] + _TEMPLATE
     src += _LOG1P_UNIT[F.__name__] + _TANH[F.__name__] + _PHICX[F.__name__]
