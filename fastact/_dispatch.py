@@ -154,14 +154,11 @@ def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
     )
 
 
-_FLOATS = (_F32, _F64)
-
-
 @functools.lru_cache(maxsize=1024)
 def typed_params(params: tuple, dtype: np.dtype) -> tuple:
     """The float parameters as scalars of the compute dtype (no float64 promotion). Bounded:
     a parameter that changes every call (a schedule) must not grow the cache forever."""
-    return tuple(dtype.type(v) for v in params) if params else ()
+    return tuple(dtype.type(v) for v in params)
 
 
 def try_fast_unary(fn, x, out, params: tuple, family: str, target: str):

@@ -210,7 +210,7 @@ REGISTRY: dict[str, Activation] = {
                 "none": Formulas(F.gelu, F.gelu_grad),
                 "tanh": Formulas(F.gelu_tanh, F.gelu_tanh_grad),
             },
-            kinks="gelu(-inf) = 0; the x < 0 tail is computed from erfc, not 1 + erf.",
+            kinks="gelu(-inf) = 0; the x < 0 tail is computed from Φ(-|x|) directly, not 1 + erf.",
             family="heavy",
             see_also="torch.nn.functional.gelu, jax.nn.gelu",
         ),

@@ -428,10 +428,15 @@ def _expm1_red(x):
     return fma(r * r, _p_expm1(r), r), k
 
 
+def _exp_m1(r):
+    # e^r - 1 for |r| <= ln2/2, accurate relative to e^r only (one degree less than expm1)
+    return fma(r * r, _p_exp(r), r)
+
+
 def _exp_red(x):
-    # (e^r - 1, k), e^r - 1 accurate relative to e^r only (one degree less)
+    # (e^r - 1, k) for e^x = (1 + (e^r - 1))·2^k
     r, k = _reduce(x)
-    return fma(r * r, _p_exp(r), r), k
+    return _exp_m1(r), k
 
 
 def _q_tail(ax):
@@ -496,19 +501,13 @@ def xexp_impl(a, x):
     return y if x <= XEXP_HI else (a * INF if x > XEXP_HI else x)
 
 
-def r_div(v, s):
-    # 1 - v·s, exact for v = fl(1/s)
-    return fma(-v, s, F(1))
-
-
 def xexp_neg_impl(a, x, dx):
     _inline_me()
     deep = not x > XEXP_LO  # (or NaN) 0 anyway: no dx, which may be large there
     x = XEXP_LO if deep else x
     dx = F(0) if deep else dx
     r, k = _reduce(x)
-    r = r + dx
-    return _ldexp_wide(fma(a, fma(r * r, _p_exp(r), r), a), k)
+    return _ldexp_wide(fma(a, _exp_m1(r + dx), a), k)
 
 
 def _ldexp_deep(y, k):
@@ -591,7 +590,7 @@ def phicx_impl(x):
     # the point is off by d = x - (1/v - 4), which goes back in as d·phicx'(x) (phicx' =
     # x·phicx - 1/√(2π), from a first rounding of c0·v + w), and c0·v + w + d·phicx' is
     # rounded once (c0 in two parts: its float32 rounding alone is 0.45 ULP)
-    d = fma(-s, r_div(v, s), x - (s - F(4)))  # x - (s - 4) is exact
+    d = fma(-s, fma(-v, s, F(1)), x - (s - F(4)))  # x - (s - 4) is exact
     dh = d * fma(x, fma(v, C0, w), -INV_SQRT2PI)
     return fma(v, C0, fma(v, C0_LO, w + dh))
 ''',

@@ -18,8 +18,19 @@ NAMES = ("exp", "expm1", "log1p", "log1p_unit", "tanh", "erfcx", "phicx", "xmtan
 
 @functools.cache
 def loop(name):
-    """Compiled ``out[i] = vm.<name>(x[i])`` (or ``vm.xexp(a[i], x[i])``)."""
+    """Compiled ``out[i] = vm.<name>(x[i])`` (or ``vm.xexp(a[i], x[i])``,
+    ``vm.xexp_neg(a[i], x[i], dx[i])``)."""
     f = getattr(vm, name)
+    if name == "xexp_neg":
+
+        @njit(error_model="numpy", fastmath={"contract"})
+        def run3(a, x, dx):
+            out = np.empty_like(x)
+            for i in range(x.size):
+                out[i] = f(a[i], x[i], dx[i])
+            return out
+
+        return run3
     if name == "xexp":
 
         @njit(error_model="numpy", fastmath={"contract"})

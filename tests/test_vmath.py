@@ -228,15 +228,7 @@ def test_special_values(name, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_xexp_neg(dtype):
     """a·e^(x + dx) for x <= 0 and a tiny dx: xexp's accuracy, subnormal results kept."""
-    from numba import njit
-
-    @njit(error_model="numpy", fastmath={"contract"})
-    def run(a, x, dx):
-        out = np.empty_like(x)
-        for i in range(x.size):
-            out[i] = vm.xexp_neg(a[i], x[i], dx[i])
-        return out
-
+    run = loop("xexp_neg")
     rng = np.random.default_rng(9)
     n = 20_000 if dtype == np.float32 else 1500
     deep = 110.0 if dtype == np.float32 else 745.0
