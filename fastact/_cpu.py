@@ -39,7 +39,7 @@ def source_stamp() -> str:
 
     h = hashlib.sha256(f"{numba.__version__} scalef={_vmath._SCALEF}".encode())
     here = pathlib.Path(__file__).parent
-    for name in ("_formulas.py", "_vmath.py", "_cpu.py"):
+    for name in ("_formulas.py", "_vmath.py", "_piecewise.py", "_cpu.py"):
         h.update((here / name).read_bytes())
     return h.hexdigest()[:16]
 
@@ -259,10 +259,72 @@ def unique_name(pyfunc, name: str):
     return pyfunc
 
 
+@intrinsic
+def block_buffer(typingctx, like):
+    """A C-contiguous array of BLOCK elements of ``like``'s dtype on the stack of the calling
+    function (one per call of it, not per loop iteration), uninitialised."""
+    if not isinstance(like, numba.types.Array):
+        return None
+    arrty = numba.types.Array(like.dtype, 1, "C")
+
+    def codegen(context, builder, signature, args):
+        elty = context.get_data_type(like.dtype)
+        data = cgutils.alloca_once(builder, elty, size=BLOCK)
+        ary = context.make_array(arrty)(context, builder)
+        item = context.get_abi_sizeof(elty)
+        intp = context.get_value_type(numba.types.intp)
+        context.populate_array(
+            ary, data=data, shape=[intp(BLOCK)], strides=[intp(item)], itemsize=intp(item),
+            meminfo=None,
+        )
+        return ary._getvalue()
+
+    return arrty(like), codegen
+
+
+@functools.cache
+def _stages(fn):
+    """``(prepare, finish)`` for formula ``fn``: the kernels compute a block as
+    ``prepare(x, P, *p)`` then ``out[i] = finish(x[i], P[i], *p)``, P a BLOCK buffer.
+
+    For a formula with a ``split`` (``_formulas.Split``), prepare fills P with the table
+    part for the whole block in one pass and, only if some element is not near, with
+    the far part where it applies; finish is the split's. Otherwise prepare does nothing
+    and finish(x, P, *p) is fn(x, *p)."""
+    split = getattr(fn, "split", None)
+    name = fn.__name__
+    if split is None:
+
+        def prepare(x, P, *p):
+            pass
+
+        def finish(x, P, *p):
+            return fn(x, *p)
+
+        finish = njit(**_OPTIONS)(unique_name(finish, f"{name}_finish"))
+    else:
+        from . import _piecewise
+        from . import _vmath as vm
+
+        table, far, finish = _piecewise.block_eval(split.table, BLOCK), split.far, split.finish
+
+        def prepare(x, P, *p):
+            table(x, P)
+            everywhere = True
+            for i in range(BLOCK):
+                everywhere &= vm.near(x[i])
+            if not everywhere:
+                for i in range(BLOCK):
+                    P[i] = P[i] if vm.near(x[i]) else far(x[i], *p)
+
+    return njit(**_OPTIONS)(unique_name(prepare, f"{name}_prepare")), finish
+
+
 @functools.cache
 def flat_kernel(fn, nin: int, parallel: bool):
     """Compiled loop applying formula ``fn`` over contiguous 1-D arrays into ``out``."""
     tail = _last_block(fn, nin)
+    prepare, finish = _stages(fn)
     if nin == 1:
 
         def kernel(x, out, *p):
@@ -272,8 +334,10 @@ def flat_kernel(fn, nin: int, parallel: bool):
                 wide_vectors()
                 prefetch_ahead(x, b * BLOCK)
                 xb, ob = x[b * BLOCK : (b + 1) * BLOCK], out[b * BLOCK : (b + 1) * BLOCK]
+                P = block_buffer(x)
+                prepare(xb, P, *p)
                 for j in range(BLOCK):
-                    ob[j] = fn(xb[j], *p)
+                    ob[j] = finish(xb[j], P[j], *p)
             if nb * BLOCK < n:
                 out[nb * BLOCK :] = tail(x, nb * BLOCK, *p)
 
@@ -288,8 +352,10 @@ def flat_kernel(fn, nin: int, parallel: bool):
                 prefetch_ahead(g, lo)
                 prefetch_ahead(x, lo)
                 gb, xb, ob = g[lo:hi], x[lo:hi], out[lo:hi]
+                P = block_buffer(x)
+                prepare(xb, P, *p)
                 for j in range(BLOCK):
-                    ob[j] = gb[j] * fn(xb[j], *p)
+                    ob[j] = gb[j] * finish(xb[j], P[j], *p)
             if nb * BLOCK < n:
                 out[nb * BLOCK :] = tail(g, x, nb * BLOCK, *p)
 
@@ -333,6 +399,7 @@ def inplace_kernel(fn, nin: int, parallel: bool):
     ``g[i] = g[i] * fn(x[i], *p)``. One array less means no runtime alias check, which would
     otherwise send a loop whose output is its input to the scalar fallback."""
     tail = _last_block(fn, nin)
+    prepare, finish = _stages(fn)
     if nin == 1:
 
         def kernel(a, *p):
@@ -342,8 +409,10 @@ def inplace_kernel(fn, nin: int, parallel: bool):
                 wide_vectors()
                 prefetch_ahead(a, b * BLOCK)
                 ab = a[b * BLOCK : (b + 1) * BLOCK]
+                P = block_buffer(a)
+                prepare(ab, P, *p)
                 for j in range(BLOCK):
-                    ab[j] = fn(ab[j], *p)
+                    ab[j] = finish(ab[j], P[j], *p)
             if nb * BLOCK < n:
                 a[nb * BLOCK :] = tail(a, nb * BLOCK, *p)
 
@@ -357,8 +426,10 @@ def inplace_kernel(fn, nin: int, parallel: bool):
                 prefetch_ahead(g, b * BLOCK)
                 prefetch_ahead(x, b * BLOCK)
                 gb, xb = g[b * BLOCK : (b + 1) * BLOCK], x[b * BLOCK : (b + 1) * BLOCK]
+                P = block_buffer(x)
+                prepare(xb, P, *p)
                 for j in range(BLOCK):
-                    gb[j] = gb[j] * fn(xb[j], *p)
+                    gb[j] = gb[j] * finish(xb[j], P[j], *p)
             if nb * BLOCK < n:
                 g[nb * BLOCK :] = tail(g, x, nb * BLOCK, *p)
 

@@ -161,3 +161,29 @@ def xmtanh(x):
     for i in range(n, 0, -1):
         k = x2 / (T(2 * i + 1) + k)
     return x * k / (T(1) + k)
+
+
+# ---------------------------------------------------- tables near the origin
+# The GPU takes no tabulated parts (its formulas branch per thread, and each thread's exp is
+# one libdevice call): ``near`` is False, and the two table functions, never reached, are
+# the plain formulas.
+
+
+@device
+def near(x):
+    """False: no tables on the GPU."""
+    return False
+
+
+@device
+def xphi_near(a):
+    """a·Φ(-a)."""
+    T = type(a)
+    return a * phicx(a) * type(a)(_exp(T(-0.5) * a * a))
+
+
+@device
+def phid_near(a):
+    """Φ(-a) - a·φ(a)."""
+    T = type(a)
+    return (phicx(a) - a * T(0.39894228040143267794)) * type(a)(_exp(T(-0.5) * a * a))

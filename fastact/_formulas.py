@@ -9,6 +9,7 @@ these. Comparisons are written so that NaN falls through to a branch that return
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 from numba import njit
 
@@ -216,15 +217,39 @@ def _gauss_tail(x):
     return a, T(-0.5) * hi, T(-0.5) * lo
 
 
+class Split(NamedTuple):
+    """A formula written fn(x, *p) = finish(x, P, *p), P = table.scalar(|x|) where
+    ``vm.near(x)`` and far(x, *p) elsewhere. The CPU kernels evaluate the table for a whole
+    block at once where every element is near (``_piecewise.block_eval``), which is the
+    same P bit for bit."""
+
+    table: object
+    far: object
+    finish: object
+
+
+@scalar
+def _gelu_far(x):
+    """P = a·Φ(-a), a = |x|, from phicx and an exact e^(-a²/2), so the x < 0 tail keeps full
+    accuracy; ±inf and NaN need no case of their own (P = 0 there)."""
+    a, m, dm = _gauss_tail(x)
+    return vm.xexp_neg(a * vm.phicx(a), m, dm)
+
+
+@scalar
+def _gelu_finish(x, P):
+    T = type(x)
+    return T(0) - P if x < 0 else x - P
+
+
 @scalar
 def gelu(x):
-    """x·Φ(x) = x - P for x >= 0 and -P for x < 0, P = a·Φ(-a), a = |x|: P from phicx and
-    an exact e^(-a²/2), so the x < 0 tail keeps full accuracy; ±inf and NaN need no case of
-    their own (P = 0 there)."""
-    T = type(x)
-    a, m, dm = _gauss_tail(x)
-    P = vm.xexp_neg(a * vm.phicx(a), m, dm)
-    return T(0) - P if x < 0 else x - P
+    """x·Φ(x) = x - P for x >= 0 and -P for x < 0, P = a·Φ(-a), a = |x| (a table near 0)."""
+    P = vm.xphi_near(abs(x)) if vm.near(x) else _gelu_far(x)
+    return _gelu_finish(x, P)
+
+
+gelu.split = Split(vm.XPHI, _gelu_far, _gelu_finish)
 
 
 # Φ(x) + xφ(x) = ½ + x/√(2π)·Σ c_n x^(2n), c_n = (-1)^n (2n+2) / (2^n n! (2n+1)): used for
@@ -245,14 +270,31 @@ def _gelu_grad_series(x):
 
 
 @scalar
-def gelu_grad(x):
-    """Φ(x) + x·φ(x) (Φ(-a) and φ(a) as in gelu)."""
+def _gelu_grad_far(x):
+    """U = Φ(-a) - a·φ(a), a = |x| (Φ(x) + xφ(x) is U for x < 0 and 1 - U for x >= 0): from
+    the series below 0.75 (1 - s is exact for s in [½, 1]), else from phicx as in gelu."""
     T = type(x)
     if abs(x) < 0.75:
-        return _gelu_grad_series(x)
-    a, m, dm = _gauss_tail(x)  # U = Φ(-a) - aφ(a): Φ(x) + xφ(x) = U (x < 0), 1 - U (x >= 0)
-    U = vm.xexp_neg(vm.fma(-a, T(_INV_SQRT2PI), vm.phicx(a)), m, dm)
+        s = _gelu_grad_series(x)
+        return s if x < 0 else T(1) - s
+    a, m, dm = _gauss_tail(x)
+    return vm.xexp_neg(vm.fma(-a, T(_INV_SQRT2PI), vm.phicx(a)), m, dm)
+
+
+@scalar
+def _gelu_grad_finish(x, U):
+    T = type(x)
     return U if x < 0 else (T(1) - U if x >= 0 else x)
+
+
+@scalar
+def gelu_grad(x):
+    """Φ(x) + x·φ(x) = U (x < 0) or 1 - U, U = Φ(-a) - a·φ(a) (a table near 0)."""
+    U = vm.phid_near(abs(x)) if vm.near(x) else _gelu_grad_far(x)
+    return _gelu_grad_finish(x, U)
+
+
+gelu_grad.split = Split(vm.PHID, _gelu_grad_far, _gelu_grad_finish)
 
 
 @scalar

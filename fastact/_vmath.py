@@ -50,6 +50,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload, register_jitable
 
+from . import _piecewise
+
 _F32 = types.float32
 _F64 = types.float64
 
@@ -118,8 +120,9 @@ def _layout(t):
     return (ir.IntType(32), 23, 127) if t == _F32 else (ir.IntType(64), 52, 1023)
 
 
-def _host_has_scalef() -> bool:
-    """Whether this CPU has AVX-512F, whose ``vscalefps/pd`` is LLVM's vector ``ldexp``."""
+def _host_has_avx512f() -> bool:
+    """Whether this CPU has AVX-512F: ``vscalefps/pd`` (LLVM's vector ``ldexp``) and the
+    two-register ``vpermt2ps`` lookups of ``_piecewise``."""
     try:
         from llvmlite import binding as ll
 
@@ -128,8 +131,9 @@ def _host_has_scalef() -> bool:
         return False
 
 
-# FASTACT_NO_SCALEF=1 forces the portable form (the tests run both)
-_SCALEF = _host_has_scalef() and not os.environ.get("FASTACT_NO_SCALEF")
+# FASTACT_NO_AVX512=1 forces the portable forms (the tests run both)
+_AVX512 = _host_has_avx512f() and not os.environ.get("FASTACT_NO_AVX512")
+_SCALEF = _AVX512
 
 
 @intrinsic
@@ -826,3 +830,36 @@ overload(xexp, jit_options=_JIT, inline="always")(lambda a, x: _pick("xexp_impl"
 overload(xexp_neg, jit_options=_JIT, inline="always")(
     lambda a, x, dx: _pick("xexp_neg_impl", a, x, dx)
 )
+
+
+# ------------------------------------------------ tables near the origin (float32)
+# Where |x| < NEAR a formula may take a tabulated part instead of its exp-based form: a
+# degree-8 piecewise polynomial (``_piecewise``), which the CPU kernels evaluate a block at a
+# time with in-register lookups. float64 has no tables: ``near`` is False there.
+NEAR = _piecewise.NEAR
+XPHI = _piecewise.Table("xphi", _piecewise.XPHI_ROWS, fma, _AVX512)
+PHID = _piecewise.Table("phid", _piecewise.PHID_ROWS, fma, _AVX512)
+
+
+def near(x):
+    """Whether x is a float32 with |x| < NEAR (7.875), where the tables apply."""
+    return isinstance(x, np.float32) and bool(abs(x) < NEAR)
+
+
+def xphi_near(a):
+    """a·Φ(-a) for 0 <= a < NEAR (Φ the standard normal CDF), from the table ``XPHI``."""
+    return type(a)(float(a) * 0.5 * math.erfc(float(a) / math.sqrt(2.0)))
+
+
+def phid_near(a):
+    """Φ(-a) - a·φ(a) for 0 <= a < NEAR (φ the standard normal density), from ``PHID``."""
+    u = float(a)
+    return type(a)(0.5 * math.erfc(u / math.sqrt(2.0)) - u * math.exp(-0.5 * u * u) / _SQRT2PI)
+
+
+_SQRT2PI = math.sqrt(2.0 * math.pi)
+overload(near, jit_options=_JIT, inline="always")(
+    lambda x: (lambda x: abs(x) < np.float32(NEAR)) if x == _F32 else (lambda x: False)
+)
+overload(xphi_near, jit_options=_JIT, inline="always")(lambda a: XPHI.scalar)
+overload(phid_near, jit_options=_JIT, inline="always")(lambda a: PHID.scalar)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import mpmath as mp
+import numpy as np
 
 mp.mp.dps = 60
 
@@ -164,7 +165,47 @@ def deflate(coef, a):
     return value, s[::-1]
 
 
+# Tables of ``fastact._piecewise``: f(c_j + t) on piece j, a in [u⁻¹(j - ½), u⁻¹(j + ½)]
+# (piece 0 from 0, with f(0) = 0 kept exact), widened by 2^-20 for the rounding of u.
+PIECEWISE = {
+    "xphi": lambda a: a * mp.ncdf(-a),  # a·Φ(-a): gelu's P; relative
+    "phid": lambda a: mp.ncdf(-a) - a * mp.npdf(a),  # Φ(-a) - aφ(a): gelu''s U; relative
+}
+
+
+def fit_piecewise(name, deg):
+    """Per-piece minimax tables (relative error), printed as rows of ascending powers."""
+    from fastact import _piecewise as pw
+
+    f = PIECEWISE[name]
+    rows = [[] for _ in range(deg + 1)]
+    worst = 0
+    for j in range(pw.PIECES):
+        c = mp.mpf(pw.CENTERS[j])
+        lo = mp.mpf(pw.u_inverse(j - 0.5)) * (1 - mp.mpf(2) ** -20) if j else mp.mpf(0)
+        hi = mp.mpf(pw.u_inverse(j + 0.5)) * (1 + mp.mpf(2) ** -20)
+        zero = f(c) == 0
+        powers = list(range(1 if zero else 0, deg + 1))
+        g = lambda t, c=c: f(c + t)  # noqa: E731
+        w = lambda t, c=c: 1 / abs(f(c + t)) if f(c + t) else mp.mpf(10) ** 30  # noqa: E731
+        coef, emax = remez(g, w, powers, lo - c, hi - c, grid=400, iters=20)
+        coef = [mp.mpf(0)] * (deg + 1 - len(coef)) + list(coef)
+        for r, cf in zip(rows, coef):
+            r.append(cf)
+        worst = max(worst, emax)
+    print(f"# {name}: degree {deg}, max relative error 2^{mp.nstr(mp.log(worst, 2), 4)}")
+    for p, r in enumerate(rows):
+        print(f"    (  # t^{p}")
+        for k in range(0, pw.PIECES, 4):
+            # float32 shortest round-trip forms: the package rounds to float32 anyway
+            print("        " + " ".join(f"{str(np.float32(float(v)))}," for v in r[k : k + 4]))
+        print("    ),")
+
+
 if __name__ == "__main__":
+    if sys.argv[1] in PIECEWISE:
+        fit_piecewise(sys.argv[1], int(sys.argv[2]))
+        raise SystemExit
     coef, emax = fit(sys.argv[1], int(sys.argv[2]))
     if sys.argv[1].startswith("erfcx"):  # the form used: F = P(-1) + (1 + t)·S(t)
         p0, s = deflate(coef, -1)

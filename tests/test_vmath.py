@@ -325,16 +325,19 @@ def test_flat_kernel_is_simd(fn, params):
         assert re.search(r"\bvscalefps\s+[^\n]*%[yz]mm", asm), f"{fn.__name__}: no vscalefps"
 
 
-# ------------------------------------------------- the portable 2^k (no AVX-512)
-@pytest.mark.skipif(bool(os.environ.get("FASTACT_NO_SCALEF")), reason="this is the child run")
-def test_portable_scaling_passes_the_same_tests():
-    """Without AVX-512, exp and xexp scale by 2^k in exponent-bit steps instead of vscalef:
-    the ULP, subnormal and special-value tests of exp and xexp, run again in that form."""
-    env = dict(os.environ, FASTACT_NO_SCALEF="1", FASTACT_NO_CACHE="1")
+# ------------------------------------------- the portable forms (no AVX-512)
+@pytest.mark.skipif(bool(os.environ.get("FASTACT_NO_AVX512")), reason="this is the child run")
+def test_portable_forms_pass_the_same_tests():
+    """Without AVX-512, exp and xexp scale by 2^k in exponent-bit steps instead of vscalef,
+    and the tables near the origin are loads instead of vpermt2ps: the ULP, subnormal and
+    special-value tests of exp and xexp, and the tests of the tables, run again that way."""
+    env = dict(os.environ, FASTACT_NO_AVX512="1", FASTACT_NO_CACHE="1")
+    here = os.path.dirname(__file__)
     r = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-n0", "-p", "no:cacheprovider", __file__,
-         "-k", "exp and not expm1 or special or scalef_switch"],
-        capture_output=True, text=True, env=env, timeout=600, cwd=os.path.dirname(__file__),
+         os.path.join(here, "test_piecewise.py"),
+         "-k", "exp and not expm1 or special or scalef_switch or test_piecewise"],
+        capture_output=True, text=True, env=env, timeout=600, cwd=here,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert " passed" in r.stdout and "failed" not in r.stdout
@@ -344,12 +347,12 @@ def test_portable_scaling_passes_the_same_tests():
                     reason="vscalefps is x86-64 assembly")
 def test_scalef_switch():
     """exp's compiled loop uses vscalefps exactly when the CPU has AVX-512F and
-    FASTACT_NO_SCALEF is unset (so the child run above does test the portable form)."""
+    FASTACT_NO_AVX512 is unset (so the child run above does test the portable form)."""
     from llvmlite import binding as ll
 
     run = loop("exp")
     run(np.linspace(-3, 3, 64, dtype=np.float32))
     asm = "".join(run.inspect_asm().values())
     has = "+avx512f" in ll.get_host_cpu_features().flatten().split(",")
-    want = has and not os.environ.get("FASTACT_NO_SCALEF")
+    want = has and not os.environ.get("FASTACT_NO_AVX512")
     assert ("vscalefp" in asm) == want, f"AVX-512F {has}, vscalef in the exp loop: {not want}"
