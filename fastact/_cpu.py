@@ -219,32 +219,41 @@ BLOCK = 64
 
 @functools.cache
 def _last_block(fn, nin: int):
-    """``tail(x, s, *p)`` / ``tail(g, x, s, *p)``: the results for ``x[s:]`` (fewer than
-    BLOCK elements), computed in a zero-padded block by the same loop as the full blocks.
-    Shared by the flat and in-place kernels of ``fn``."""
+    """``tail(x, out, s, *p)`` / ``tail(g, x, out, s, *p)``: writes the results for
+    ``x[s:]`` (fewer than BLOCK elements) to ``out[s:]``, computed in a zero-padded block
+    (on the stack) by the same steps as the full blocks. Shared by the flat and in-place
+    kernels of ``fn``."""
+    prepare, finish = _stages(fn)
     if nin == 1:
 
-        def tail(x, s, *p):
+        def tail(x, out, s, *p):
             wide_vectors()
             m = x.size - s
-            bx = np.zeros(BLOCK, x.dtype)
+            bx = block_buffer(x)
+            bx[:] = 0
             bx[:m] = x[s:]
+            P = block_buffer(x)
+            prepare(bx, P, *p)
             for j in range(BLOCK):
-                bx[j] = fn(bx[j], *p)
-            return bx[:m]
+                bx[j] = finish(bx[j], P[j], *p)
+            out[s:] = bx[:m]
 
     else:
 
-        def tail(g, x, s, *p):
+        def tail(g, x, out, s, *p):
             wide_vectors()
             m = x.size - s
-            bg = np.zeros(BLOCK, x.dtype)
-            bx = np.zeros(BLOCK, x.dtype)
+            bg = block_buffer(x)
+            bx = block_buffer(x)
+            bg[:] = 0
+            bx[:] = 0
             bg[:m] = g[s:]
             bx[:m] = x[s:]
+            P = block_buffer(x)
+            prepare(bx, P, *p)
             for j in range(BLOCK):
-                bg[j] = bg[j] * fn(bx[j], *p)
-            return bg[:m]
+                bg[j] = bg[j] * finish(bx[j], P[j], *p)
+            out[s:] = bg[:m]
 
     return njit(**_OPTIONS)(unique_name(tail, f"{fn.__name__}_tail{nin}"))
 
@@ -309,11 +318,16 @@ def _stages(fn):
         table, far, finish = _piecewise.block_eval(split.table, BLOCK), split.far, split.finish
 
         def prepare(x, P, *p):
-            table(x, P)
-            everywhere = True
+            vm._inline_me()
+            wide_vectors()
+            some, every = False, True
             for i in range(BLOCK):
-                everywhere &= vm.near(x[i])
-            if not everywhere:
+                inside = vm.near(x[i])
+                some |= inside
+                every &= inside
+            if some:
+                table(x, P)
+            if not every:
                 for i in range(BLOCK):
                     P[i] = P[i] if vm.near(x[i]) else far(x[i], *p)
 
@@ -339,7 +353,7 @@ def flat_kernel(fn, nin: int, parallel: bool):
                 for j in range(BLOCK):
                     ob[j] = finish(xb[j], P[j], *p)
             if nb * BLOCK < n:
-                out[nb * BLOCK :] = tail(x, nb * BLOCK, *p)
+                tail(x, out, nb * BLOCK, *p)
 
     else:
 
@@ -357,7 +371,7 @@ def flat_kernel(fn, nin: int, parallel: bool):
                 for j in range(BLOCK):
                     ob[j] = gb[j] * finish(xb[j], P[j], *p)
             if nb * BLOCK < n:
-                out[nb * BLOCK :] = tail(g, x, nb * BLOCK, *p)
+                tail(g, x, out, nb * BLOCK, *p)
 
     kind = "par" if parallel else "ser"
     return jit_kernel(kernel, f"{fn.__name__}_n{nin}_{kind}", parallel)
@@ -414,7 +428,7 @@ def inplace_kernel(fn, nin: int, parallel: bool):
                 for j in range(BLOCK):
                     ab[j] = finish(ab[j], P[j], *p)
             if nb * BLOCK < n:
-                a[nb * BLOCK :] = tail(a, nb * BLOCK, *p)
+                tail(a, a, nb * BLOCK, *p)
 
     else:
 
@@ -431,7 +445,7 @@ def inplace_kernel(fn, nin: int, parallel: bool):
                 for j in range(BLOCK):
                     gb[j] = gb[j] * finish(xb[j], P[j], *p)
             if nb * BLOCK < n:
-                g[nb * BLOCK :] = tail(g, x, nb * BLOCK, *p)
+                tail(g, x, g, nb * BLOCK, *p)
 
     kind = "par" if parallel else "ser"
     return jit_kernel(kernel, f"{fn.__name__}_i{nin}_{kind}", parallel)
