@@ -123,8 +123,11 @@ def _make(act: Activation, kind: str):
     ]
     pick = "grad" if kind == "grad" else "f"
     resolved: dict = {}  # (keyword items, from_y) -> (formulas, float params), validated
+    defaults: list = []  # [resolve({})], once known
 
     def resolve(kw, from_y=False):
+        if not kw and not from_y and defaults:  # most calls: no tuple, no try
+            return defaults[0]
         try:
             # the default parameters (most calls) key by from_y alone: no tuple to build
             key = (tuple((k, v, type(v)) for k, v in kw.items()), from_y) if kw else from_y
@@ -137,18 +140,20 @@ def _make(act: Activation, kind: str):
         if len(resolved) > 1024:
             resolved.clear()
         resolved[key] = res
+        if key is False:
+            defaults.append(res)
         return res
 
     def unary(x, *, out=None, target="auto", stream=None, **kw):
-        D.check_target(target)
         formulas, p = resolve(kw)
         fn = getattr(formulas, pick)
-        if D.is_dask_array(x):
-            return _dask(public, (x,), dict(kw, out=out, target=target))
-        if stream is None and target != "cuda":
+        if stream is None:  # (the fast path takes only the CPU targets)
             res = D.try_fast_unary(fn, x, out, p, act.family, target)
             if res is not None:
-                return D.wrap_result(res, out)
+                return res if out is not None or res.ndim else res[()]
+        D.check_target(target)
+        if D.is_dask_array(x):
+            return _dask(public, (x,), dict(kw, out=out, target=target))
         if target == "cuda" or D.is_cuda_array(x):
             return _cuda(fn, [x], p, out, False, stream)
         a = D.as_input(x)
@@ -160,12 +165,12 @@ def _make(act: Activation, kind: str):
         return D.wrap_result(res, out, x)
 
     def inplace(x, *, target="auto", stream=None, **kw):
-        D.check_target(target)
         formulas, p = resolve(kw)
-        if stream is None and target != "cuda":
+        if stream is None:  # (the fast path takes only the CPU targets)
             res = D.try_fast_unary(formulas.f, x, x, p, act.family, target)
             if res is not None:
                 return res
+        D.check_target(target)
         if target == "cuda" or D.is_cuda_array(x):
             return _cuda(formulas.f, [x], p, x, True, stream)
         if D.is_dask_array(x):

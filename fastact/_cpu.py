@@ -291,15 +291,20 @@ def block_buffer(typingctx, like):
     return arrty(like), codegen
 
 
+@njit(**_OPTIONS)
+def _same(x, *p):
+    return x
+
+
 @functools.cache
 def _stages(fn):
     """``(prepare, finish)`` for formula ``fn``: the kernels compute a block as
     ``prepare(x, P, *p)`` then ``out[i] = finish(x[i], P[i], *p)``, P a BLOCK buffer.
 
     For a formula with a ``split`` (``_formulas.Split``), prepare fills P with the table
-    part for the whole block in one pass and, only if some element is not near, with
-    the far part where it applies; finish is the split's. Otherwise prepare does nothing
-    and finish(x, P, *p) is fn(x, *p)."""
+    part for the whole block in one pass (if some element is near) and, only if some element
+    is not near, with the far part where it applies; finish is the split's. Otherwise
+    prepare does nothing and finish(x, P, *p) is fn(x, *p)."""
     split = getattr(fn, "split", None)
     name = fn.__name__
     if split is None:
@@ -316,20 +321,23 @@ def _stages(fn):
         from . import _vmath as vm
 
         table, far, finish = _piecewise.block_eval(split.table, BLOCK), split.far, split.finish
+        arg = split.arg or _same
 
         def prepare(x, P, *p):
             vm._inline_me()
             wide_vectors()
+            u = block_buffer(x)
             some, every = False, True
             for i in range(BLOCK):
-                inside = vm.near(x[i])
+                u[i] = arg(x[i], *p)
+                inside = vm.near(u[i])
                 some |= inside
                 every &= inside
             if some:
-                table(x, P)
+                table(u, P)
             if not every:
                 for i in range(BLOCK):
-                    P[i] = P[i] if vm.near(x[i]) else far(x[i], *p)
+                    P[i] = P[i] if vm.near(u[i]) else far(x[i], *p)
 
     return njit(**_OPTIONS)(unique_name(prepare, f"{name}_prepare")), finish
 

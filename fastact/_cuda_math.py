@@ -187,3 +187,9 @@ def phid_near(a):
     """Φ(-a) - a·φ(a)."""
     T = type(a)
     return (phicx(a) - a * T(0.39894228040143267794)) * type(a)(_exp(T(-0.5) * a * a))
+
+
+@device
+def log1pexp_near(a):
+    """log(1 + e^-a)."""
+    return type(a)(_log1p(type(a)(_exp(-a))))

@@ -839,6 +839,7 @@ overload(xexp_neg, jit_options=_JIT, inline="always")(
 NEAR = _piecewise.NEAR
 XPHI = _piecewise.Table("xphi", _piecewise.XPHI_ROWS, fma, _AVX512)
 PHID = _piecewise.Table("phid", _piecewise.PHID_ROWS, fma, _AVX512)
+LOG1PEXP = _piecewise.Table("log1pexp", _piecewise.LOG1PEXP_ROWS, fma, _AVX512)
 
 
 def near(x):
@@ -858,8 +859,15 @@ def phid_near(a):
 
 
 _SQRT2PI = math.sqrt(2.0 * math.pi)
+
+
+def log1pexp_near(a):
+    """log(1 + e^-a) for 0 <= a < NEAR, from ``LOG1PEXP``."""
+    return type(a)(math.log1p(math.exp(-float(a))))
+
 overload(near, jit_options=_JIT, inline="always")(
     lambda x: (lambda x: abs(x) < np.float32(NEAR)) if x == _F32 else (lambda x: False)
 )
 overload(xphi_near, jit_options=_JIT, inline="always")(lambda a: XPHI.scalar)
 overload(phid_near, jit_options=_JIT, inline="always")(lambda a: PHID.scalar)
+overload(log1pexp_near, jit_options=_JIT, inline="always")(lambda a: LOG1PEXP.scalar)

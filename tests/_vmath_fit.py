@@ -170,6 +170,7 @@ def deflate(coef, a):
 PIECEWISE = {
     "xphi": lambda a: a * mp.ncdf(-a),  # a·Φ(-a): gelu's P; relative
     "phid": lambda a: mp.ncdf(-a) - a * mp.npdf(a),  # Φ(-a) - aφ(a): gelu''s U; relative
+    "log1pexp": lambda a: mp.log1p(mp.exp(-a)),  # log(1 + e^-a): softplus; relative
 }
 
 
