@@ -305,6 +305,8 @@ def _stages(fn):
     part for the whole block in one pass (if some element is near) and, only if some element
     is not near, with the far part where it applies; finish is the split's. Otherwise
     prepare does nothing and finish(x, P, *p) is fn(x, *p)."""
+    from . import _vmath as vm
+
     split = getattr(fn, "split", None)
     name = fn.__name__
     if split is None:
@@ -313,12 +315,12 @@ def _stages(fn):
             pass
 
         def finish(x, P, *p):
+            vm._inline_me()  # (a call per element would not vectorize)
             return fn(x, *p)
 
         finish = njit(**_OPTIONS)(unique_name(finish, f"{name}_finish"))
     else:
         from . import _piecewise
-        from . import _vmath as vm
 
         table, far, finish = _piecewise.block_eval(split.table, BLOCK), split.far, split.finish
         arg = split.arg or _same
