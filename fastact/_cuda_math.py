@@ -109,6 +109,13 @@ def tanh(x):
     return type(x)(_tanh(x))
 
 
+@device
+def tanh_sq(x):
+    """tanh² x."""
+    t = type(x)(_tanh(x))
+    return t * t
+
+
 # ------------------------------------------------------------------- compound
 
 
@@ -122,6 +129,26 @@ def xexp(a, x):
         h = type(a)(_exp(x * T(0.5)))
         return (a * h) * h
     return a * type(a)(_exp(x))
+
+
+@device
+def exp_reduced(x):
+    """(m, k) with e^x = (1 + m)·2^k, k integral (x clamped to [-300, 300])."""
+    T = type(x)
+    y = x if x > T(-300) else T(-300)
+    y = y if y < T(300) else T(300)
+    k = T(math.floor(y * T(1.4426950408889634) + T(0.5)))
+    r = cuda.fma(-k, T(0.693145751953125), y)  # ln 2 in two parts (the first exact in k·)
+    r = cuda.fma(-k, T(1.4286068203094172e-06), r)
+    return type(x)(_expm1(r)), k
+
+
+@device
+def ldexp(y, k):
+    """y·2^k for an integral k, in two steps (each power of two exact)."""
+    T = type(y)
+    h = T(math.floor(k * T(0.5)))
+    return (y * T(2) ** h) * T(2) ** (k - h)
 
 
 @device

@@ -505,6 +505,16 @@ def xexp_impl(a, x):
     return y if x <= XEXP_HI else (a * INF if x > XEXP_HI else x)
 
 
+def exp_reduced_impl(x):
+    _inline_me()
+    return _exp_red(_clamp(x, XEXP_LO, XEXP_HI))
+
+
+def ldexp_impl(y, k):
+    _inline_me()
+    return _ldexp_wide(y, k)
+
+
 def xexp_neg_impl(a, x, dx):
     _inline_me()
     deep = not x > XEXP_LO  # (or NaN) 0 anyway: no dx, which may be large there
@@ -562,6 +572,18 @@ def tanh_impl(x):
     e = expm1_impl(a + a)
     r = _copysign(e / (e + F(2)), x)
     return r if x == x else x
+
+
+def tanh_sq_impl(x):
+    # the square doubles tanh's error: below 0.6, a - a³G(a²) (0.6 ULP) instead of e/(e+2)
+    _inline_me()
+    a = abs(x)
+    z = a * a
+    small = fma(-(a * z), _p_xmt(z), a)
+    a = a if a < F(9.5) else F(9.5)
+    e = expm1_impl(a + a)
+    t = small if a < F(0.6) else e / (e + F(2))
+    return t * t if x == x else x
 ''',
     # float64 keeps the more accurate two branches: G(x²) below 1, 1 - 2t/(1+t) above
     "float64": '''
@@ -573,6 +595,12 @@ def tanh_impl(x):
     big = F(1) - _q_tail(ax)
     r = _copysign(small if ax < F(1) else big, x)
     return r if x == x else x
+
+
+def tanh_sq_impl(x):
+    _inline_me()
+    t = tanh_impl(x)
+    return t * t
 ''',
 }
 
@@ -740,12 +768,32 @@ def tanh(x):
     return type(x)(np.tanh(x))
 
 
+def tanh_sq(x):
+    """tanh² x, within 3.5 ULP (float32) where tanh alone squared could reach 5."""
+    return type(x)(np.tanh(x) ** 2)
+
+
 def xexp_neg(a, x, dx):
     """a·e^(x + dx) for finite a, x <= 0 and |dx| <= 2^-20·|x| (the low part of a two-part
     exponent): ``xexp`` without its special cases (a NaN x gives a finite result)."""
     if not x > -1e4:  # -inf, NaN: 0, whatever dx is (it may be NaN there)
         return type(a)(a * 0.0)
     return xexp(a, x + dx)
+
+
+def exp_reduced(x):
+    """(m, k) with e^x = (1 + m)·2^k, k an integral float and 1 + m in [√½, √2]: one exp
+    for e^x and for q·e^x = ldexp(fma(q, m, q), k) exact where e^x alone underflows
+    (x finite, clamped to the range of ``xexp``)."""
+    T = type(x)
+    u = float(x)
+    k = float(round(u / math.log(2.0)))
+    return T(math.expm1(u - k * math.log(2.0))), T(k)
+
+
+def ldexp(y, k):
+    """y·2^k for an integral float k, rounded once."""
+    return type(y)(math.ldexp(float(y), int(k)))
 
 
 def xexp(a, x):
@@ -823,10 +871,11 @@ def xmtanh(x):
     return type(x)(_xmtanh64(float(x)))
 
 
-for _f in (exp, expm1, log1p, log1p_unit, tanh, erfcx, phicx, xmtanh):
+for _f in (exp, expm1, log1p, log1p_unit, tanh, tanh_sq, erfcx, phicx, xmtanh, exp_reduced):
     _register(_f, _f.__name__ + "_impl")
 del _f
 overload(xexp, jit_options=_JIT, inline="always")(lambda a, x: _pick("xexp_impl", a, x))
+overload(ldexp, jit_options=_JIT, inline="always")(lambda y, k: _pick("ldexp_impl", y, k))
 overload(xexp_neg, jit_options=_JIT, inline="always")(
     lambda a, x, dx: _pick("xexp_neg_impl", a, x, dx)
 )
