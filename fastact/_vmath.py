@@ -784,7 +784,8 @@ def xexp_neg(a, x, dx):
 def exp_reduced(x):
     """(m, k) with e^x = (1 + m)·2^k, k an integral float and 1 + m in [√½, √2]: one exp
     for e^x and for q·e^x = ldexp(fma(q, m, q), k) exact where e^x alone underflows
-    (x finite, clamped to the range of ``xexp``)."""
+    (x finite; the compiled form clamps x to the range of ``xexp``, this reference does
+    not)."""
     T = type(x)
     u = float(x)
     k = float(round(u / math.log(2.0)))
