@@ -14,6 +14,8 @@ import numpy as np
 from . import _dispatch as D
 from ._registry import Activation
 
+_NDARRAY = np.ndarray
+
 _DOC = """{title}
 
     f(x) = {formula}
@@ -144,7 +146,36 @@ def _make(act: Activation, kind: str):
             defaults.append(res)
         return res
 
+    # Small calls with the default parameters on C-contiguous float arrays (most calls) go
+    # straight to the compiled serial kernel: the fewest Python operations there are.
+    def default():
+        formulas, p = resolve({})
+        return getattr(formulas, pick), p
+
+    to_new, in_place = D.SerialEntries(default, False), D.SerialEntries(default, True)
+    limit = D.PARALLEL_THRESHOLD[act.family]
+
     def unary(x, *, out=None, target="auto", stream=None, **kw):
+        if (
+            type(x) is _NDARRAY
+            and not kw
+            and stream is None
+            and (target == "cpu" or target == "auto" and x.size < limit)
+        ):
+            flags = x.flags
+            if flags.c_contiguous:
+                flat = x if x.ndim == 1 else x.reshape(-1)
+                if out is None:
+                    e = to_new[x.dtype]
+                    if e is not None:
+                        res = np.empty_like(x)
+                        e[0](flat, res if res.ndim == 1 else res.reshape(-1), e[1])
+                        return res if res.ndim else res[()]
+                elif out is x and flags.writeable:
+                    e = in_place[x.dtype]
+                    if e is not None:
+                        e[0](flat, e[1])
+                        return x
         formulas, p = resolve(kw)
         fn = getattr(formulas, pick)
         if stream is None:  # (the fast path takes only the CPU targets)
@@ -165,6 +196,18 @@ def _make(act: Activation, kind: str):
         return D.wrap_result(res, out, x)
 
     def inplace(x, *, target="auto", stream=None, **kw):
+        if (
+            type(x) is _NDARRAY
+            and not kw
+            and stream is None
+            and (target == "cpu" or target == "auto" and x.size < limit)
+        ):
+            flags = x.flags
+            if flags.c_contiguous and flags.writeable:
+                e = in_place[x.dtype]
+                if e is not None:
+                    e[0](x if x.ndim == 1 else x.reshape(-1), e[1])
+                    return x
         formulas, p = resolve(kw)
         if stream is None:  # (the fast path takes only the CPU targets)
             res = D.try_fast_unary(formulas.f, x, x, p, act.family, target)

@@ -236,6 +236,36 @@ _NDARRAY = np.ndarray
 _ENTRY: dict = {}
 
 
+class SerialEntries(dict):
+    """dtype -> (entry, params): the compiled entry point of a formula's one-thread flat
+    kernel (``inplace=True``: ``entry(x, params)``; else ``entry(x, out, params)``, over
+    C-contiguous 1-D arrays) and its default parameters typed for that dtype. Built on first
+    use; None for dtypes other than float32 and float64. ``default()`` gives (formula,
+    parameters). The public functions' shortest path: a 1,000-element call has about 1 µs."""
+
+    def __init__(self, default, inplace: bool):
+        super().__init__()
+        self._default = default
+        self._inplace = inplace
+
+    def __missing__(self, dt):
+        if not (dt == _F32 or dt == _F64):
+            return None
+        fn, params = self._default()
+        dt = _COMPUTE[dt.str[1:]]
+        p = typed_params(params, dt)
+        if self._inplace:
+            kernel = _cpu.inplace_kernel(fn, 1, False)
+            kernel(np.empty(0, dt), *p)  # compile (or load) it
+            entry = _cpu.inplace_entry_point(kernel, dt)
+        else:
+            kernel = _cpu.flat_kernel(fn, 1, False)
+            kernel(np.empty(0, dt), np.empty(0, dt), *p)
+            entry = _cpu.entry_point(kernel, dt)
+        self[dt] = res = (entry, p)
+        return res
+
+
 def run_cpu(fn, inputs: list[np.ndarray], params: tuple, out: np.ndarray, parallel: bool):
     """Apply formula ``fn`` elementwise (times the first input when there are two) into
     ``out``. Inputs are float arrays of the compute dtype ``dt``; ``out`` was checked."""
