@@ -15,10 +15,12 @@ from . import _cpu
 TARGETS = ("auto", "cpu", "parallel", "cuda")
 
 # Sizes from which target="auto" runs the parallel loop, by family: the crossovers of the
-# serial SIMD and prange loops measured with scripts/call_overhead.py on 2 cores (omp), in
-# place, float32: ~18 K elements for two-transcendental kernels (gelu, softplus), ~40-90 K
-# for one exp or tanh, ~300 K-1 M for piecewise-linear ones.
-PARALLEL_THRESHOLD = {"heavy": 20_480, "transcendental": 32_768, "linear": 524_288}
+# serial SIMD and prange loops on 2 cores (omp), float32 in place, measured by the method of
+# scripts/call_overhead.py (a block of calls per target, so the pool's wake-up counts) at
+# sizes 2^(k/2): mish, tanhshrink 5-11 K; gelu, sigmoid, tanh, elu, silu, softplus 8-13 K;
+# softsign, hardsigmoid, hardswish, softshrink 46-60 K; relu, relu6, leaky_relu, hardtanh,
+# hardshrink, binary_step 65-175 K (runs differ by a factor of about 1.3 near a crossover).
+PARALLEL_THRESHOLD = {"heavy": 8_192, "transcendental": 12_288, "light": 49_152, "linear": 81_920}
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
@@ -118,9 +120,22 @@ def choose_cpu_target(target: str, n: int, family: str) -> bool:
 
 
 def _num_threads() -> int:
-    import numba
+    """``numba.get_num_threads()`` (``set_num_threads`` applies) in ~0.1 µs instead of ~0.8
+    (which every "auto" call above the threshold paid): after a first call, which starts the
+    thread pool, the threading layer's own counter."""
+    if not _THREADS:
+        import numba
 
-    return numba.get_num_threads()
+        numba.get_num_threads()
+        try:
+            from numba.np.ufunc.parallel import _get_num_threads as fast
+        except ImportError:  # pragma: no cover - another Numba layout
+            fast = numba.get_num_threads
+        _THREADS.append(fast)
+    return _THREADS[0]()
+
+
+_THREADS: list = []
 
 
 def _flat(a: np.ndarray, order: str) -> np.ndarray:

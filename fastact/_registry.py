@@ -42,7 +42,10 @@ class Activation:
     variants: dict[str, Formulas] = field(default_factory=dict)
     checks: tuple[tuple[str, Callable[[float], bool], str], ...] = ()
     y_checks: tuple[tuple[str, Callable[[float], bool], str], ...] = ()
-    family: str = "transcendental"  # "heavy": two transcendentals; "linear": memory-bound
+    # how much arithmetic per element, for target="auto" (_dispatch.PARALLEL_THRESHOLD):
+    # "linear" (memory-bound), "light" (a little more, or a division), "transcendental",
+    # "heavy" (mish, tanhshrink: exp-based with the most arithmetic)
+    family: str = "transcendental"
     kinks: str = ""
     see_also: str = ""
     # filled in by fastact._api
@@ -211,7 +214,6 @@ REGISTRY: dict[str, Activation] = {
                 "tanh": Formulas(F.gelu_tanh, F.gelu_tanh_grad),
             },
             kinks="gelu(-inf) = 0; the x < 0 tail is computed from Φ(-|x|) directly, not 1 + erf.",
-            family="heavy",
             see_also="torch.nn.functional.gelu, jax.nn.gelu",
         ),
         Activation(
@@ -236,7 +238,6 @@ REGISTRY: dict[str, Activation] = {
             params={"beta": 1.0, "threshold": 20.0},
             checks=(_fin("beta"), ("beta", lambda b: b > 0, "beta must be > 0")),
             kinks="f' = sigmoid(beta * x), and 1 where beta * x > threshold.",
-            family="heavy",
             see_also="torch.nn.functional.softplus, numpy.logaddexp",
         ),
         Activation(
@@ -244,7 +245,7 @@ REGISTRY: dict[str, Activation] = {
             "x / (1 + |x|)",
             Formulas(F.softsign, F.softsign_grad, F.softsign_grad_y),
             kinks="softsign(±inf) = ±1.",
-            family="linear",
+            family="light",
             see_also="torch.nn.functional.softsign",
         ),
         Activation(
@@ -263,7 +264,7 @@ REGISTRY: dict[str, Activation] = {
             "hardsigmoid",
             "relu6(x + 3) / 6",
             Formulas(F.hardsigmoid, F.hardsigmoid_grad, F.hardsigmoid_grad_y),
-            family="linear",
+            family="light",
             kinks="f'(±3) = 0, exactly 1/6 strictly inside.",
             see_also="torch.nn.functional.hardsigmoid",
         ),
@@ -271,7 +272,7 @@ REGISTRY: dict[str, Activation] = {
             "hardswish",
             "x * relu6(x + 3) / 6",
             Formulas(F.hardswish, F.hardswish_grad),
-            family="linear",
+            family="light",
             kinks="f'(-3) = 0, f'(3) = 1 (current PyTorch); hardswish(-inf) = 0.",
             see_also="torch.nn.functional.hardswish",
         ),
@@ -280,7 +281,6 @@ REGISTRY: dict[str, Activation] = {
             "log(sigmoid(x)) = -softplus(-x)",
             Formulas(F.log_sigmoid, F.log_sigmoid_grad, F.log_sigmoid_grad_y),
             kinks="log_sigmoid(-inf) = -inf; f' = sigmoid(-x).",
-            family="heavy",
             see_also="scipy.special.log_expit, torch.nn.functional.logsigmoid",
         ),
         Activation(
@@ -288,6 +288,7 @@ REGISTRY: dict[str, Activation] = {
             "x - tanh(x)",
             Formulas(F.tanhshrink, F.tanhshrink_grad),
             kinks="computed without cancellation near 0; f' = tanh²(x).",
+            family="heavy",
             see_also="torch.nn.functional.tanhshrink",
         ),
         Activation(
@@ -296,7 +297,7 @@ REGISTRY: dict[str, Activation] = {
             Formulas(F.softshrink, F.shrink_grad, F.nonzero_grad_y),
             params={"lambd": 0.5},
             checks=(_fin("lambd"), ("lambd", lambda v: v >= 0, "lambd must be >= 0")),
-            family="linear",
+            family="light",
             kinks=_SHRINK_KINKS,
             see_also="torch.nn.functional.softshrink",
         ),
