@@ -192,7 +192,7 @@ def xmtanh(x):
 
 # ---------------------------------------------------- tables near the origin
 # The GPU takes no tabulated parts (its formulas branch per thread, and each thread's exp is
-# one libdevice call): ``near`` is False, and the two table functions, never reached, are
+# one libdevice call): ``near`` is False, and the table functions, never reached, are
 # the plain formulas.
 
 
@@ -220,3 +220,9 @@ def phid_near(a):
 def log1pexp_near(a):
     """log(1 + e^-a)."""
     return type(a)(_log1p(type(a)(_exp(-a))))
+
+
+@device
+def xmtanh3_near(a):
+    """(a - tanh a)/a³."""
+    return xmtanh(a) / (a * a * a)

@@ -890,6 +890,7 @@ NEAR = _piecewise.NEAR
 XPHI = _piecewise.Table("xphi", _piecewise.XPHI_ROWS, fma, _AVX512)
 PHID = _piecewise.Table("phid", _piecewise.PHID_ROWS, fma, _AVX512)
 LOG1PEXP = _piecewise.Table("log1pexp", _piecewise.LOG1PEXP_ROWS, fma, _AVX512)
+XMTANH3 = _piecewise.Table("xmtanh3", _piecewise.XMTANH3_ROWS, fma, _AVX512)
 
 
 def near(x):
@@ -915,9 +916,16 @@ def log1pexp_near(a):
     """log(1 + e^-a) for 0 <= a < NEAR, from ``LOG1PEXP``."""
     return type(a)(math.log1p(math.exp(-float(a))))
 
+def xmtanh3_near(a):
+    """(a - tanh a)/a³ for 0 <= a < NEAR (1/3 at 0), from ``XMTANH3``."""
+    u = float(a)
+    return type(a)(_xmtanh64(u) / u**3 if u else 1.0 / 3.0)
+
+
 overload(near, jit_options=_JIT, inline="always")(
     lambda x: (lambda x: abs(x) < np.float32(NEAR)) if x == _F32 else (lambda x: False)
 )
 overload(xphi_near, jit_options=_JIT, inline="always")(lambda a: XPHI.scalar)
 overload(phid_near, jit_options=_JIT, inline="always")(lambda a: PHID.scalar)
 overload(log1pexp_near, jit_options=_JIT, inline="always")(lambda a: LOG1PEXP.scalar)
+overload(xmtanh3_near, jit_options=_JIT, inline="always")(lambda a: XMTANH3.scalar)

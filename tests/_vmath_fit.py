@@ -171,6 +171,8 @@ PIECEWISE = {
     "xphi": lambda a: a * mp.ncdf(-a),  # a·Φ(-a): gelu's P; relative
     "phid": lambda a: mp.ncdf(-a) - a * mp.npdf(a),  # Φ(-a) - aφ(a): gelu''s U; relative
     "log1pexp": lambda a: mp.log1p(mp.exp(-a)),  # log(1 + e^-a): softplus; relative
+    # (a - tanh a)/a³: tanhshrink's G (1/3 at 0); relative
+    "xmtanh3": lambda a: (a - mp.tanh(a)) / a**3 if a else mp.mpf(1) / 3,
 }
 
 

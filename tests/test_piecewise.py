@@ -2,9 +2,10 @@
 
 - Each table is accurate on [0, 7.875): xphi (a·Φ(-a)) within 2.5 ULP; phid
   (Φ(-a) - aφ(a)) within 2.5 ULP too, except around its zero at a = 0.75, where SPEC §4's
-  4 eps absolute applies (0.13 eps measured); log1pexp (log(1 + e^-a)) within 1.5 ULP.
+  4 eps absolute applies (0.13 eps measured); log1pexp (log(1 + e^-a)) within 1.5 ULP;
+  xmtanh3 ((a - tanh a)/a³) within 1.5 ULP.
 - The block evaluation (vpermt2ps on AVX-512, else a loop) gives the scalar one's bits.
-- A formula with a table (gelu, gelu', softplus) gives every element the same value
+- A formula with a table (gelu, gelu', softplus, tanhshrink) gives every element the same value
   whatever the rest of its block holds: a block with a value beyond the tables (or NaN)
   takes the general path for all its elements, the same arithmetic element by element.
 """
@@ -42,16 +43,18 @@ def _scalar_all(a):
     p = np.empty_like(a)
     u = np.empty_like(a)
     v = np.empty_like(a)
+    w = np.empty_like(a)
     for i in range(a.size):
         p[i] = vm.xphi_near(a[i])
         u[i] = vm.phid_near(a[i])
         v[i] = vm.log1pexp_near(a[i])
-    return p, u, v
+        w[i] = vm.xmtanh3_near(a[i])
+    return p, u, v, w
 
 
 def test_tables_accuracy():
     a = _points()
-    p, u, v = _scalar_all(a)
+    p, u, v, w = _scalar_all(a)
     ad = a.astype(np.float64)
     upper = 0.5 * sc.erfc(ad / np.sqrt(2))
     err = ulp32(p, ad * upper)
@@ -62,6 +65,9 @@ def test_tables_accuracy():
     assert np.abs(u - ref)[band].max() <= 4 * 2.0**-23
     assert err[~band].max() <= 2.5, a[~band][np.argmax(err[~band])]
     err = ulp32(v, np.log1p(np.exp(-ad)))
+    assert err.max() <= 1.5, a[np.argmax(err)]
+    g = np.array([vm._xmtanh64(t) / t**3 if t else 1 / 3 for t in ad.tolist()])
+    err = ulp32(w, g)
     assert err.max() <= 1.5, a[np.argmax(err)]
 
 
@@ -78,7 +84,7 @@ def _blocks(table):
     return run
 
 
-_TABLES = ["XPHI", "PHID", "LOG1PEXP"]
+_TABLES = ["XPHI", "PHID", "LOG1PEXP", "XMTANH3"]
 
 
 @pytest.mark.parametrize("name", _TABLES)
@@ -111,6 +117,7 @@ _SPLIT = [
     ("gelu_backward", lambda x, t, out=None: fastact.gelu_backward(
         np.full_like(x, 0.75), x, target=t, out=out)),
     ("softplus", lambda x, t, out=None: fastact.softplus(x, target=t, out=out, beta=0.75)),
+    ("tanhshrink", lambda x, t, out=None: fastact.tanhshrink(x, target=t, out=out)),
 ]  # fmt: skip
 
 
@@ -138,7 +145,7 @@ def test_the_ufunc_gives_the_kernels_bits():
     """Strided input goes through the ufunc (scalar formula per element): the same values
     as the contiguous kernels' block path."""
     x = np.random.default_rng(6).uniform(-8, 8, 2 * 4096).astype(np.float32)
-    for fn in (fastact.gelu, fastact.gelu_grad, fastact.softplus):
+    for fn in (fastact.gelu, fastact.gelu_grad, fastact.softplus, fastact.tanhshrink):
         np.testing.assert_array_equal(fn(x[::2], target="cpu"), fn(x, target="cpu")[::2])
 
 
