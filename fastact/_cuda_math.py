@@ -226,3 +226,17 @@ def log1pexp_near(a):
 def xmtanh3_near(a):
     """(a - tanh a)/a³."""
     return xmtanh(a) / (a * a * a)
+
+
+@device
+def siluq_near(a):
+    """σ(-a)(1 - a·σ(a))."""
+    T = type(a)
+    s = T(1) / (T(1) + exp(a))
+    return s * (T(1) - a * (T(1) - s))
+
+
+@device
+def tanh2_near(a):
+    """tanh²(a)/a²."""
+    return tanh_sq(a) / (a * a)

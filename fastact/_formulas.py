@@ -371,20 +371,33 @@ def silu(x):
 
 
 @scalar
-def silu_grad(x):
-    """σ(x)(1 + x·σ(-x)) = e^x(1 + t + x)/(1+t)² for x < 0 (t = e^x, 1 + t exact, and
-    1 + x exact near the zero at -1.28), x >= 0: (1 + t + x·t)/(1+t)² with t = e^-x."""
+def _silu_grad_far(x):
+    """Q = silu'(-a), a = |x| (silu'(x) is Q for x < 0 and 1 - Q for x >= 0, as silu'(-a) =
+    1 - silu'(a)): σ(-a)(1 - a·σ(a)) = e^-a(1 + t - a)/(1+t)², t = e^-a (1 + t exact, and
+    1 - a exact near the zero at a = 1.28)."""
     T = type(x)
-    if x < -800:  # underflows in both dtypes (and (1+t+x)/(1+t)² could overflow)
+    v = -abs(x)
+    if v < -800:  # underflows in both dtypes (and (1+t+v)/(1+t)² could overflow)
         return T(0)
-    if x == math.inf:
-        return T(1)
-    t = vm.exp(-abs(x))
+    t = vm.exp(v)
     dh, dl = _one_plus(t)
-    d2 = _sq2(dh, dl)
-    if x < 0:
-        return vm.xexp(((dh + x) + dl) / d2, x)
-    return (dh + vm.fma(x, t, dl)) / d2
+    return vm.xexp(((dh + v) + dl) / _sq2(dh, dl), v)
+
+
+@scalar
+def _silu_grad_finish(x, Q):
+    T = type(x)
+    return Q if x < 0 else (T(1) - Q if x >= 0 else x)
+
+
+@scalar
+def silu_grad(x):
+    """σ(x)(1 + x·σ(-x)) = Q (x < 0) or 1 - Q, Q = silu'(-|x|) (a table near 0)."""
+    Q = vm.siluq_near(abs(x)) if vm.near(x) else _silu_grad_far(x)
+    return _silu_grad_finish(x, Q)
+
+
+silu_grad.split = Split(vm.SILUQ, _silu_grad_far, _silu_grad_finish)
 
 
 # ------------------------------------------------------------------------ mish
@@ -626,10 +639,30 @@ tanhshrink.split = Split(vm.XMTANH3, _tanhshrink_far, _tanhshrink_finish)
 
 
 @scalar
-def tanhshrink_grad(x):
+def _tanhshrink_grad_far(x):
     """tanh²x (vm.tanh_sq: its tanh is good enough to square; (m/(m+2))², m = e^(2|x|) - 1,
     was 5.3 ULP off at 0.175)."""
     return vm.tanh_sq(x)
+
+
+@scalar
+def _tanhshrink_grad_finish(x, S):
+    """x²·S where x is near (S = tanh²(a)/a² from the table; x² as z + e exactly), else S
+    (the far form's tanh²x)."""
+    if vm.near(x):
+        z = x * x
+        return vm.fma(z, S, vm.fma(x, x, -z) * S)
+    return S
+
+
+@scalar
+def tanhshrink_grad(x):
+    """tanh²x: x²·(tanh²(a)/a²) near 0 (a table), else vm.tanh_sq."""
+    S = vm.tanh2_near(abs(x)) if vm.near(x) else _tanhshrink_grad_far(x)
+    return _tanhshrink_grad_finish(x, S)
+
+
+tanhshrink_grad.split = Split(vm.TANH2, _tanhshrink_grad_far, _tanhshrink_grad_finish)
 
 
 # -------------------------------------------------------------------- shrinks

@@ -891,6 +891,8 @@ XPHI = _piecewise.Table("xphi", _piecewise.XPHI_ROWS, fma, _AVX512)
 PHID = _piecewise.Table("phid", _piecewise.PHID_ROWS, fma, _AVX512)
 LOG1PEXP = _piecewise.Table("log1pexp", _piecewise.LOG1PEXP_ROWS, fma, _AVX512)
 XMTANH3 = _piecewise.Table("xmtanh3", _piecewise.XMTANH3_ROWS, fma, _AVX512)
+SILUQ = _piecewise.Table("siluq", _piecewise.SILUQ_ROWS, fma, _AVX512)
+TANH2 = _piecewise.Table("tanh2", _piecewise.TANH2_ROWS, fma, _AVX512)
 
 
 def near(x):
@@ -922,6 +924,18 @@ def xmtanh3_near(a):
     return type(a)(_xmtanh64(u) / u**3 if u else 1.0 / 3.0)
 
 
+def siluq_near(a):
+    """silu'(-a) = σ(-a)(1 - a·σ(a)) for 0 <= a < NEAR, from ``SILUQ``."""
+    u = float(a)
+    return type(a)((1.0 - u / (1.0 + math.exp(-u))) / (1.0 + math.exp(u)))
+
+
+def tanh2_near(a):
+    """tanh²(a)/a² for 0 <= a < NEAR (1 at 0), from ``TANH2``."""
+    u = float(a)
+    return type(a)((math.tanh(u) / u) ** 2 if u else 1.0)
+
+
 overload(near, jit_options=_JIT, inline="always")(
     lambda x: (lambda x: abs(x) < np.float32(NEAR)) if x == _F32 else (lambda x: False)
 )
@@ -929,3 +943,5 @@ overload(xphi_near, jit_options=_JIT, inline="always")(lambda a: XPHI.scalar)
 overload(phid_near, jit_options=_JIT, inline="always")(lambda a: PHID.scalar)
 overload(log1pexp_near, jit_options=_JIT, inline="always")(lambda a: LOG1PEXP.scalar)
 overload(xmtanh3_near, jit_options=_JIT, inline="always")(lambda a: XMTANH3.scalar)
+overload(siluq_near, jit_options=_JIT, inline="always")(lambda a: SILUQ.scalar)
+overload(tanh2_near, jit_options=_JIT, inline="always")(lambda a: TANH2.scalar)

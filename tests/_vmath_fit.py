@@ -173,6 +173,10 @@ PIECEWISE = {
     "log1pexp": lambda a: mp.log1p(mp.exp(-a)),  # log(1 + e^-a): softplus; relative
     # (a - tanh a)/a³: tanhshrink's G (1/3 at 0); relative
     "xmtanh3": lambda a: (a - mp.tanh(a)) / a**3 if a else mp.mpf(1) / 3,
+    # silu'(-a) = σ(-a)(1 - aσ(a)): silu''s Q (zero at a = 1.2785); relative
+    "siluq": lambda a: (1 - a / (1 + mp.exp(-a))) / (1 + mp.exp(a)),
+    # tanh²(a)/a²: tanhshrink''s (1 at 0); relative
+    "tanh2": lambda a: (mp.tanh(a) / a) ** 2 if a else mp.mpf(1),
 }
 
 

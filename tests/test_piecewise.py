@@ -3,11 +3,13 @@
 - Each table is accurate on [0, 7.875): xphi (a·Φ(-a)) within 2.5 ULP; phid
   (Φ(-a) - aφ(a)) within 2.5 ULP too, except around its zero at a = 0.75, where SPEC §4's
   4 eps absolute applies (0.13 eps measured); log1pexp (log(1 + e^-a)) within 1.5 ULP;
-  xmtanh3 ((a - tanh a)/a³) within 1.5 ULP.
+  xmtanh3 ((a - tanh a)/a³) within 1.5 ULP; tanh2 (tanh²(a)/a²) within 1.5 ULP; siluq
+  (silu'(-a)) within 2.5 ULP, 4 eps absolute around its zero at a = 1.28.
 - The block evaluation (vpermt2ps on AVX-512, else a loop) gives the scalar one's bits.
-- A formula with a table (gelu, gelu', softplus, tanhshrink) gives every element the same value
-  whatever the rest of its block holds: a block with a value beyond the tables (or NaN)
-  takes the general path for all its elements, the same arithmetic element by element.
+- A formula with a table (gelu, gelu', softplus, tanhshrink, tanhshrink', silu') gives
+  every element the same value whatever the rest of its block holds: a block with a value
+  beyond the tables (or NaN) takes the general path for all its elements, the same
+  arithmetic element by element.
 """
 
 from __future__ import annotations
@@ -44,17 +46,21 @@ def _scalar_all(a):
     u = np.empty_like(a)
     v = np.empty_like(a)
     w = np.empty_like(a)
+    q = np.empty_like(a)
+    s = np.empty_like(a)
     for i in range(a.size):
         p[i] = vm.xphi_near(a[i])
         u[i] = vm.phid_near(a[i])
         v[i] = vm.log1pexp_near(a[i])
         w[i] = vm.xmtanh3_near(a[i])
-    return p, u, v, w
+        q[i] = vm.siluq_near(a[i])
+        s[i] = vm.tanh2_near(a[i])
+    return p, u, v, w, q, s
 
 
 def test_tables_accuracy():
     a = _points()
-    p, u, v, w = _scalar_all(a)
+    p, u, v, w, q, s = _scalar_all(a)
     ad = a.astype(np.float64)
     upper = 0.5 * sc.erfc(ad / np.sqrt(2))
     err = ulp32(p, ad * upper)
@@ -68,6 +74,15 @@ def test_tables_accuracy():
     assert err.max() <= 1.5, a[np.argmax(err)]
     g = np.array([vm._xmtanh64(t) / t**3 if t else 1 / 3 for t in ad.tolist()])
     err = ulp32(w, g)
+    assert err.max() <= 1.5, a[np.argmax(err)]
+    ref = (1 - ad * sc.expit(ad)) * sc.expit(-ad)
+    err = ulp32(q, ref)
+    band = (ad >= 0.5) & (ad <= 2)
+    assert np.abs(q - ref)[band].max() <= 4 * 2.0**-23
+    assert err[~band].max() <= 2.5, a[~band][np.argmax(err[~band])]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ref = np.where(ad > 0, (np.tanh(ad) / ad) ** 2, 1.0)
+    err = ulp32(s, ref)
     assert err.max() <= 1.5, a[np.argmax(err)]
 
 
@@ -84,7 +99,7 @@ def _blocks(table):
     return run
 
 
-_TABLES = ["XPHI", "PHID", "LOG1PEXP", "XMTANH3"]
+_TABLES = ["XPHI", "PHID", "LOG1PEXP", "XMTANH3", "SILUQ", "TANH2"]
 
 
 @pytest.mark.parametrize("name", _TABLES)
@@ -118,6 +133,9 @@ _SPLIT = [
         np.full_like(x, 0.75), x, target=t, out=out)),
     ("softplus", lambda x, t, out=None: fastact.softplus(x, target=t, out=out, beta=0.75)),
     ("tanhshrink", lambda x, t, out=None: fastact.tanhshrink(x, target=t, out=out)),
+    ("tanhshrink_grad", lambda x, t, out=None: fastact.tanhshrink_grad(x, target=t, out=out)),
+    ("silu_backward", lambda x, t, out=None: fastact.silu_backward(
+        np.full_like(x, 0.75), x, target=t, out=out)),
 ]  # fmt: skip
 
 
@@ -135,7 +153,7 @@ def test_a_far_neighbour_changes_no_other_result(name, call, target):
             got = call(y, target)
             keep = np.arange(x.size) != pos
             np.testing.assert_array_equal(got[keep], base[keep])
-            inplace = y.copy() if name != "gelu_backward" else None
+            inplace = y.copy() if not name.endswith("_backward") else None
             if inplace is not None:
                 call(inplace, target, out=inplace)
                 np.testing.assert_array_equal(inplace, got)
@@ -145,7 +163,8 @@ def test_the_ufunc_gives_the_kernels_bits():
     """Strided input goes through the ufunc (scalar formula per element): the same values
     as the contiguous kernels' block path."""
     x = np.random.default_rng(6).uniform(-8, 8, 2 * 4096).astype(np.float32)
-    for fn in (fastact.gelu, fastact.gelu_grad, fastact.softplus, fastact.tanhshrink):
+    for fn in (fastact.gelu, fastact.gelu_grad, fastact.softplus, fastact.tanhshrink,
+               fastact.tanhshrink_grad, fastact.silu_grad):
         np.testing.assert_array_equal(fn(x[::2], target="cpu"), fn(x, target="cpu")[::2])
 
 
