@@ -403,16 +403,19 @@ silu_grad.split = Split(vm.SILUQ, _silu_grad_far, _silu_grad_finish)
 # ------------------------------------------------------------------------ mish
 @scalar
 def mish(x):
-    """x·tanh(softplus x) = x·n/(n+2), n = e^x(e^x+2); for x < 0 from u = x·e^x."""
+    """x·tanh(softplus x) = x·n/(n+2), n = t(t+2), t = e^x; below -64, u·(t+2)/(n+2) with
+    u = x·e^x (x(1+m) rounded once, then 2^k: exact where e^x alone underflows). t and u
+    from one reduced exp, e^x = (1+m)·2^k; one division for both forms."""
     T = type(x)
     if x < -800:  # x·tanh(softplus x) underflows in both dtypes
         return T(0)
     if x >= 20:
         return x
-    u = vm.xexp(x if x < 0 else T(1), x)
-    t = u / x if x < 0 else u
+    m, k = vm.exp_reduced(x)
+    t = vm.ldexp(m + T(1), k)
     n = vm.fma(t, t, T(2) * t)
-    return u * (t + T(2)) / (n + T(2)) if x < 0 else x * n / (n + T(2))
+    num = vm.ldexp(vm.fma(x, m, x), k) * (t + T(2)) if x < -64 else x * n
+    return num / (n + T(2))
 
 
 @scalar
