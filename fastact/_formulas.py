@@ -426,7 +426,8 @@ def mish_grad(x):
     x < -1: N/D² = (1+x) + (tM - (1+x)δ)/D², δ = D² - 4 = t(8 + t(8 + t(4 + t))): 1 + x is
     exact and the rest a correction (the zero of mish' at -1.19 aside); times e^x from the
     same reduced exp, exact where e^x alone underflows. (N/D² as one quotient was 4.6 ULP
-    off in float32, at -6.57 and -0.17.)"""
+    off in float32, at -6.57 and -0.17.) One division, r = 1/D: z = num·r², and (t+2)/D
+    from (t+2)·r and one FMA residual step."""
     T = type(x)
     if x < -800:  # e^x·x underflows in both dtypes (and 4(1+x) could overflow)
         return T(0)
@@ -440,9 +441,12 @@ def mish_grad(x):
     d = t * (T(8) + t * (T(8) + t * (T(4) + t)))
     M = T(6) + T(4) * x + t * (T(4) + t)
     num = T(4) * x * (T(1) + t) if near else vm.fma(t, M, -s * d)
-    z = num / (D * D)
+    r = T(1) / D  # the one division
+    z = num * r * r
     q = s + z
-    return t * ((t + T(2)) / D + z) if near else vm.ldexp(vm.fma(q, m, q), k)
+    w = (t + T(2)) * r
+    w = vm.fma(vm.fma(-w, D, t + T(2)), r, w)  # (t+2)/D to within half an ULP, as divided
+    return t * (w + z) if near else vm.ldexp(vm.fma(q, m, q), k)
 
 
 # -------------------------------------------------------------------- softplus
