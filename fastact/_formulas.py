@@ -600,11 +600,24 @@ def hardswish_grad(x):
 
 # ----------------------------------------------------------------- log sigmoid
 @scalar
-def log_sigmoid(x):
-    """min(x,0) - log1p(e^-|x|)."""
+def _log_sigmoid_far(x):
+    return vm.log1p_unit(vm.exp(-abs(x)))
+
+
+@scalar
+def _log_sigmoid_finish(x, p):
     T = type(x)
-    p = vm.log1p_unit(vm.exp(-abs(x)))
     return x - p if x < 0 else -p if x >= 0 else x + T(0)
+
+
+@scalar
+def log_sigmoid(x):
+    """min(x,0) - log1p(e^-|x|) (softplus's table near 0)."""
+    p = vm.log1pexp_near(abs(x)) if vm.near(x) else _log_sigmoid_far(x)
+    return _log_sigmoid_finish(x, p)
+
+
+log_sigmoid.split = Split(vm.LOG1PEXP, _log_sigmoid_far, _log_sigmoid_finish)
 
 
 @scalar

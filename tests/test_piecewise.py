@@ -6,10 +6,10 @@
   xmtanh3 ((a - tanh a)/a³) within 1.5 ULP; tanh2 (tanh²(a)/a²) within 1.5 ULP; siluq
   (silu'(-a)) within 2.5 ULP, 4 eps absolute around its zero at a = 1.28.
 - The block evaluation (vpermt2ps on AVX-512, else a loop) gives the scalar one's bits.
-- A formula with a table (gelu, gelu', softplus, tanhshrink, tanhshrink', silu') gives
-  every element the same value whatever the rest of its block holds: a block with a value
-  beyond the tables (or NaN) takes the general path for all its elements, the same
-  arithmetic element by element.
+- A formula with a table (gelu, gelu', softplus, log_sigmoid, tanhshrink, tanhshrink',
+  silu') gives every element the same value whatever the rest of its block holds: a block
+  with a value beyond the tables (or NaN) takes the general path for all its elements, the
+  same arithmetic element by element.
 """
 
 from __future__ import annotations
@@ -132,6 +132,7 @@ _SPLIT = [
     ("gelu_backward", lambda x, t, out=None: fastact.gelu_backward(
         np.full_like(x, 0.75), x, target=t, out=out)),
     ("softplus", lambda x, t, out=None: fastact.softplus(x, target=t, out=out, beta=0.75)),
+    ("log_sigmoid", lambda x, t, out=None: fastact.log_sigmoid(x, target=t, out=out)),
     ("tanhshrink", lambda x, t, out=None: fastact.tanhshrink(x, target=t, out=out)),
     ("tanhshrink_grad", lambda x, t, out=None: fastact.tanhshrink_grad(x, target=t, out=out)),
     ("silu_backward", lambda x, t, out=None: fastact.silu_backward(
@@ -164,7 +165,7 @@ def test_the_ufunc_gives_the_kernels_bits():
     as the contiguous kernels' block path."""
     x = np.random.default_rng(6).uniform(-8, 8, 2 * 4096).astype(np.float32)
     for fn in (fastact.gelu, fastact.gelu_grad, fastact.softplus, fastact.tanhshrink,
-               fastact.tanhshrink_grad, fastact.silu_grad):
+               fastact.tanhshrink_grad, fastact.silu_grad, fastact.log_sigmoid):
         np.testing.assert_array_equal(fn(x[::2], target="cpu"), fn(x, target="cpu")[::2])
 
 
