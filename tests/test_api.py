@@ -269,3 +269,48 @@ def test_ndarray_subclasses_are_computed_on_their_data():
     out = np.ma.masked_array(np.zeros(5))
     assert fastact.tanh(np.linspace(-1, 1, 5), out=out) is out
     np.testing.assert_array_equal(out.data, np.tanh(np.linspace(-1, 1, 5)))
+
+
+@pytest.mark.parametrize("name", ["relu", "softplus"])
+def test_short_path_of_small_calls_matches_the_general_one(name):
+    """Small calls with the default parameters on C-contiguous float arrays skip the general
+    path (``_dispatch.SerialEntries``); every form of input gives what the general path
+    (target="parallel", or a strided view) gives, and read-only input is refused."""
+    act = fastact.ACTIVATIONS[name]
+    for dtype in (np.float32, np.float64):
+        x = data(dtype, 61)
+        ref = act.forward(x, target="parallel")
+        cases = {
+            "1-d": x,
+            "2-d": x[:60].reshape(6, 10),
+            "F order": np.asfortranarray(x[:60].reshape(6, 10)),
+            "0-d": np.array(x[3]),
+            "empty": x[:0],
+            "metadata": x.view(np.dtype(dtype, metadata={"unit": "V"})),
+            "swapped": x.astype(np.dtype(dtype).newbyteorder()),
+        }
+        for what, a in cases.items():
+            want = act.forward(np.ascontiguousarray(a, dtype), target="parallel")
+            got = act.forward(a)
+            np.testing.assert_array_equal(got, want, err_msg=what)
+            assert np.ndim(got) == a.ndim and np.asarray(got).dtype == dtype, what
+            if a.ndim == 0:
+                assert not isinstance(got, np.ndarray), what
+            g = act.grad(a)
+            np.testing.assert_array_equal(g, act.grad(np.ascontiguousarray(a, dtype),
+                                                      target="parallel"), err_msg=what)
+            if a.dtype.isnative:
+                b = a.copy()
+                assert act.forward_(b) is b
+                np.testing.assert_array_equal(b, want, err_msg=what)
+                c = a.copy()
+                assert act.forward(c, out=c) is c
+                np.testing.assert_array_equal(c, want, err_msg=what)
+        np.testing.assert_array_equal(act.forward(x[::2]), ref[::2])
+        ro = x.copy()
+        ro.flags.writeable = False
+        with pytest.raises(ValueError, match="read-only"):
+            act.forward_(ro)
+        with pytest.raises(ValueError, match="read-only"):
+            act.forward(ro, out=ro)
+        np.testing.assert_array_equal(act.forward(ro), ref)
