@@ -918,6 +918,7 @@ def log1pexp_near(a):
     """log(1 + e^-a) for 0 <= a < NEAR, from ``LOG1PEXP``."""
     return type(a)(math.log1p(math.exp(-float(a))))
 
+
 def xmtanh3_near(a):
     """(a - tanh a)/a³ for 0 <= a < NEAR (1/3 at 0), from ``XMTANH3``."""
     u = float(a)
