@@ -240,3 +240,12 @@ def siluq_near(a):
 def tanh2_near(a):
     """tanh²(a)/a²."""
     return tanh_sq(a) / (a * a)
+
+
+@device
+def mishd_near(x):
+    """mish'(x) = t(4(1+x) + t(6 + 4x + t(4+t)))/D², D = t(t+2) + 2, t = e^x."""
+    T = type(x)
+    t = exp(x)
+    D = t * (t + T(2)) + T(2)
+    return t * (T(4) * (T(1) + x) + t * (T(6) + T(4) * x + t * (T(4) + t))) / (D * D)

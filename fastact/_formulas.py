@@ -419,7 +419,7 @@ def mish(x):
 
 
 @scalar
-def mish_grad(x):
+def _mish_grad_far(x):
     """tanh(sp) + x·σ(x)·sech²(sp) = t·N/D², t = e^x, D = t²+2t+2,
     N = (t+2)D + 4x(1+t) = 4(1+x) + tM, M = 6 + 4x + t(4 + t).
     x >= -1: t·((t+2)/D + 4x(1+t)/D²) (the second term at most a tenth of the first).
@@ -447,6 +447,20 @@ def mish_grad(x):
     w = (t + T(2)) * r
     w = vm.fma(vm.fma(-w, D, t + T(2)), r, w)  # (t+2)/D to within half an ULP, as divided
     return t * (w + z) if near else vm.ldexp(vm.fma(q, m, q), k)
+
+
+@scalar
+def _the_part(x, P):
+    return P
+
+
+@scalar
+def mish_grad(x):
+    """mish'(x): from a signed table near 0 (float32), elsewhere ``_mish_grad_far``."""
+    return vm.mishd_near(x) if vm.near(x) else _mish_grad_far(x)
+
+
+mish_grad.split = Split(vm.MISHD, _mish_grad_far, _the_part)
 
 
 # -------------------------------------------------------------------- softplus

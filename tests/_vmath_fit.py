@@ -180,21 +180,40 @@ PIECEWISE = {
 }
 
 
+def _mish_p(x):
+    """tanh(softplus x): mish(x)/x."""
+    return mp.tanh(mp.log1p(mp.exp(x)))
+
+
+def _mish_d(x):
+    """mish'(x) = tanh(sp) + x·σ(x)·(1 - tanh²(sp)), sp = softplus x (zero at -1.1924)."""
+    p = _mish_p(x)
+    return p + x / (1 + mp.exp(-x)) * (1 - p * p)
+
+
+# Signed tables (``_piecewise.Table(signed=True)``): pieces 0-31 hold f(a), pieces 32-63
+# hold f(-a); relative error.
+SIGNED = {"mishd": _mish_d}
+
+
 def fit_piecewise(name, deg):
     """Per-piece minimax tables (relative error), printed as rows of ascending powers."""
     from fastact import _piecewise as pw
 
-    f = PIECEWISE[name]
+    if name in SIGNED:  # f(a) on pieces 0-31, f(-a) on 32-63
+        fs = (SIGNED[name], lambda a: SIGNED[name](-a))
+    else:
+        fs = (PIECEWISE[name],)
     rows = [[] for _ in range(deg + 1)]
     worst = 0
-    for j in range(pw.PIECES):
+    for f, j in ((f, j) for f in fs for j in range(pw.PIECES)):
         c = mp.mpf(pw.CENTERS[j])
         lo = mp.mpf(pw.u_inverse(j - 0.5)) * (1 - mp.mpf(2) ** -20) if j else mp.mpf(0)
         hi = mp.mpf(pw.u_inverse(j + 0.5)) * (1 + mp.mpf(2) ** -20)
         zero = f(c) == 0
         powers = list(range(1 if zero else 0, deg + 1))
-        g = lambda t, c=c: f(c + t)  # noqa: E731
-        w = lambda t, c=c: 1 / abs(f(c + t)) if f(c + t) else mp.mpf(10) ** 30  # noqa: E731
+        g = lambda t, c=c, f=f: f(c + t)  # noqa: E731
+        w = lambda t, c=c, f=f: 1 / abs(f(c + t)) if f(c + t) else mp.mpf(10) ** 30  # noqa: E731
         coef, emax = remez(g, w, powers, lo - c, hi - c, grid=400, iters=20)
         coef = [mp.mpf(0)] * (deg + 1 - len(coef)) + list(coef)
         for r, cf in zip(rows, coef):
@@ -203,14 +222,14 @@ def fit_piecewise(name, deg):
     print(f"# {name}: degree {deg}, max relative error 2^{mp.nstr(mp.log(worst, 2), 4)}")
     for p, r in enumerate(rows):
         print(f"    (  # t^{p}")
-        for k in range(0, pw.PIECES, 4):
+        for k in range(0, len(r), 4):
             # float32 shortest round-trip forms: the package rounds to float32 anyway
             print("        " + " ".join(f"{str(np.float32(float(v)))}," for v in r[k : k + 4]))
         print("    ),")
 
 
 if __name__ == "__main__":
-    if sys.argv[1] in PIECEWISE:
+    if sys.argv[1] in PIECEWISE or sys.argv[1] in SIGNED:
         fit_piecewise(sys.argv[1], int(sys.argv[2]))
         raise SystemExit
     coef, emax = fit(sys.argv[1], int(sys.argv[2]))

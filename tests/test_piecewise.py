@@ -4,12 +4,14 @@
   (Φ(-a) - aφ(a)) within 2.5 ULP too, except around its zero at a = 0.75, where SPEC §4's
   4 eps absolute applies (0.13 eps measured); log1pexp (log(1 + e^-a)) within 1.5 ULP;
   xmtanh3 ((a - tanh a)/a³) within 1.5 ULP; tanh2 (tanh²(a)/a²) within 1.5 ULP; siluq
-  (silu'(-a)) within 2.5 ULP, 4 eps absolute around its zero at a = 1.28.
+  (silu'(-a)) within 2.5 ULP, 4 eps absolute around its zero at a = 1.28. The signed
+  table mishd (mish'(x)) on (-7.875, 7.875) within 2.5 ULP, 4 eps absolute around its zero
+  at x = -1.19.
 - The block evaluation (vpermt2ps on AVX-512, else a loop) gives the scalar one's bits.
 - A formula with a table (gelu, gelu', softplus, log_sigmoid, tanhshrink, tanhshrink',
-  silu') gives every element the same value whatever the rest of its block holds: a block
-  with a value beyond the tables (or NaN) takes the general path for all its elements, the
-  same arithmetic element by element.
+  silu', mish') gives every element the same value whatever the rest of its block holds: a
+  block with a value beyond the tables (or NaN) takes the general path for all its
+  elements, the same arithmetic element by element.
 """
 
 from __future__ import annotations
@@ -58,6 +60,27 @@ def _scalar_all(a):
     return p, u, v, w, q, s
 
 
+@njit(error_model="numpy", fastmath={"contract"})
+def _scalar_signed(x):
+    d = np.empty_like(x)
+    for i in range(x.size):
+        d[i] = vm.mishd_near(x[i])
+    return d
+
+
+def test_signed_table_accuracy():
+    a = _points()
+    x = np.concatenate([-a[::-1], a])  # -0.0 and 0.0 both
+    d = _scalar_signed(x)
+    xd = x.astype(np.float64)
+    p = np.tanh(np.log1p(np.exp(xd)))
+    ref = p + xd * sc.expit(xd) * (1 - p * p)
+    err = ulp32(d, ref)
+    band = (xd >= -2) & (xd <= -0.5)  # SPEC §4: 4 eps absolute around the zero of mish'
+    assert np.abs(d - ref)[band].max() <= 4 * 2.0**-23
+    assert err[~band].max() <= 2.5, x[~band][np.argmax(err[~band])]
+
+
 def test_tables_accuracy():
     a = _points()
     p, u, v, w, q, s = _scalar_all(a)
@@ -102,13 +125,16 @@ def _blocks(table):
 _TABLES = ["XPHI", "PHID", "LOG1PEXP", "XMTANH3", "SILUQ", "TANH2"]
 
 
-@pytest.mark.parametrize("name", _TABLES)
+@pytest.mark.parametrize("name", _TABLES + ["MISHD"])
 def test_block_evaluation_is_the_scalar_one_bit_for_bit(name):
     a = _points()
     a = np.concatenate([a, np.zeros(-a.size % 64, np.float32)])
-    x = np.where(np.arange(a.size) % 3 == 0, -a, a).astype(np.float32)  # it takes |x|
+    x = np.where(np.arange(a.size) % 3 == 0, -a, a).astype(np.float32)  # -0.0 among them
     got = _blocks(getattr(vm, name))(x)
-    want = _scalar_all(a)[_TABLES.index(name)]
+    if name == "MISHD":  # signed: takes x
+        want = _scalar_signed(x)
+    else:  # takes |x|
+        want = _scalar_all(a)[_TABLES.index(name)]
     np.testing.assert_array_equal(got, want)
 
 
@@ -136,6 +162,8 @@ _SPLIT = [
     ("tanhshrink", lambda x, t, out=None: fastact.tanhshrink(x, target=t, out=out)),
     ("tanhshrink_grad", lambda x, t, out=None: fastact.tanhshrink_grad(x, target=t, out=out)),
     ("silu_backward", lambda x, t, out=None: fastact.silu_backward(
+        np.full_like(x, 0.75), x, target=t, out=out)),
+    ("mish_backward", lambda x, t, out=None: fastact.mish_backward(
         np.full_like(x, 0.75), x, target=t, out=out)),
 ]  # fmt: skip
 
@@ -165,7 +193,8 @@ def test_the_ufunc_gives_the_kernels_bits():
     as the contiguous kernels' block path."""
     x = np.random.default_rng(6).uniform(-8, 8, 2 * 4096).astype(np.float32)
     for fn in (fastact.gelu, fastact.gelu_grad, fastact.softplus, fastact.tanhshrink,
-               fastact.tanhshrink_grad, fastact.silu_grad, fastact.log_sigmoid):
+               fastact.tanhshrink_grad, fastact.silu_grad, fastact.log_sigmoid,
+               fastact.mish_grad):
         np.testing.assert_array_equal(fn(x[::2], target="cpu"), fn(x, target="cpu")[::2])
 
 
