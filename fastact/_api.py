@@ -123,7 +123,7 @@ def _make(act: Activation, kind: str):
     fname = act.name + {"forward": "", "forward_": "_", "grad": "_grad", "backward": "_backward"}[
         kind
     ]
-    pick = "grad" if kind == "grad" else "f"
+    pick = "grad" if kind in ("grad", "backward") else "f"
     resolved: dict = {}  # (keyword items, from_y) -> (formulas, float params), validated
     defaults: list = []  # [resolve({})], once known
 
@@ -152,7 +152,8 @@ def _make(act: Activation, kind: str):
         formulas, p = resolve({})
         return getattr(formulas, pick), p
 
-    to_new, in_place = D.SerialEntries(default, False), D.SerialEntries(default, True)
+    nin = 2 if kind == "backward" else 1  # g·f'(x)
+    to_new, in_place = D.SerialEntries(default, False, nin), D.SerialEntries(default, True, nin)
     limit = D.PARALLEL_THRESHOLD[act.family]
 
     def unary(x, *, out=None, target="auto", stream=None, **kw):
@@ -225,6 +226,35 @@ def _make(act: Activation, kind: str):
         return x
 
     def backward(grad, x=None, *, y=None, out=None, target="auto", stream=None, **kw):
+        if (
+            type(x) is _NDARRAY
+            and type(grad) is _NDARRAY
+            and y is None
+            and not kw
+            and stream is None
+            and (target == "cpu" or target == "auto" and x.size < limit)
+            and grad.dtype is x.dtype
+            and grad.shape == x.shape
+        ):
+            gflags = grad.flags
+            if gflags.c_contiguous and x.flags.c_contiguous:
+                gf = grad if grad.ndim == 1 else grad.reshape(-1)
+                xf = x if x.ndim == 1 else x.reshape(-1)
+                if out is None:
+                    e = to_new[x.dtype]
+                    if e is not None:
+                        res = np.empty_like(x)
+                        e[0](gf, xf, res if res.ndim == 1 else res.reshape(-1), e[1])
+                        return res if res.ndim else res[()]
+                elif (
+                    out is grad
+                    and gflags.writeable
+                    and (x is grad or not np.may_share_memory(grad, x))
+                ):
+                    e = in_place[x.dtype]
+                    if e is not None:
+                        e[0](gf, xf, e[1])
+                        return grad
         D.check_target(target)
         if (x is None) == (y is None):
             raise ValueError(f"{fname}: pass exactly one of x= (the input) and y= (the output)")
@@ -236,6 +266,10 @@ def _make(act: Activation, kind: str):
         formulas, p = resolve(kw, from_y=y is not None)
         fn = formulas.grad if y is None else formulas.grad_y
         v = x if y is None else y
+        if stream is None:  # (the fast path takes only the CPU targets)
+            res = D.try_fast_backward(fn, grad, v, out, p, act.family, target)
+            if res is not None:
+                return res if out is not None or res.ndim else res[()]
         if D.is_dask_array(grad) or D.is_dask_array(v):
             return _dask(public, (grad, x), dict(kw, y=y, out=out, target=target))
         if target == "cuda" or D.is_cuda_array(grad) or D.is_cuda_array(v):

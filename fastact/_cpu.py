@@ -417,14 +417,15 @@ def ufunc(fn, nin: int, nparams: int, dtype: np.dtype):
     return vectorize([sig])(_ELEMENT[nin, nparams](fn))
 
 
-def entry_point(kernel, dtype: np.dtype):
-    """The compiled entry point of a unary flat kernel for contiguous 1-D ``dtype`` arrays
-    (called as ``entry(x, out, params_tuple)``), or the dispatcher itself if not found."""
+def entry_point(kernel, dtype: np.dtype, narrays: int):
+    """The compiled entry point of a flat kernel whose first ``narrays`` arguments are
+    contiguous 1-D ``dtype`` arrays (called as ``entry(*arrays, params_tuple)``), or a call
+    through the dispatcher if it has no such overload."""
     arr = numba.types.Array(numba.from_dtype(dtype), 1, "C")
     for sig, cres in kernel.overloads.items():
-        if sig[0] == arr and sig[1] == arr:
+        if all(t == arr for t in sig[:narrays]):
             return taking_turns(kernel, cres.entry_point)
-    return lambda x, out, p: kernel(x, out, *p)
+    return lambda *a: kernel(*a[:-1], *a[-1])
 
 
 @functools.cache
@@ -469,13 +470,3 @@ def inplace_kernel(fn, nin: int, parallel: bool):
 
     kind = "par" if parallel else "ser"
     return jit_kernel(kernel, f"{fn.__name__}_i{nin}_{kind}", parallel)
-
-
-def inplace_entry_point(kernel, dtype: np.dtype):
-    """The compiled entry point of a unary in-place kernel for contiguous 1-D ``dtype``
-    arrays (called as ``entry(a, params_tuple)``), or a call through the dispatcher."""
-    arr = numba.types.Array(numba.from_dtype(dtype), 1, "C")
-    for sig, cres in kernel.overloads.items():
-        if sig[0] == arr:
-            return taking_turns(kernel, cres.entry_point)
-    return lambda a, p: kernel(a, *p)

@@ -186,82 +186,127 @@ def typed_params(params: tuple, dtype: np.dtype) -> tuple:
 _TYPED: dict = {}
 
 
+def _fast_target(target: str, n: int, family: str):
+    """True for the parallel loop, False for one thread, None for a target that is not
+    "auto", "cpu" or "parallel" (the general path checks it)."""
+    if target == "auto":
+        return n >= PARALLEL_THRESHOLD[family] and _num_threads() > 1
+    if target == "cpu":
+        return False
+    if target == "parallel":
+        return True
+    return None
+
+
+def _fast_out(out, like: np.ndarray, *inputs: np.ndarray) -> bool:
+    """Whether ``out`` is an array the flat kernels can write as it is: a C-contiguous,
+    writeable ndarray of ``like``'s dtype object and shape that overlaps no input."""
+    if type(out) is not _NDARRAY or out.dtype is not like.dtype or out.shape != like.shape:
+        return False
+    flags = out.flags
+    return (
+        flags.c_contiguous
+        and flags.writeable
+        and not any(np.may_share_memory(out, a) for a in inputs)
+    )
+
+
+def _entry(fn, nin: int, dt, parallel: bool, inplace: bool, arrays, tp):
+    """Call the entry point of ``fn``'s flat kernel (``inplace``: the output is the first
+    array) on the C-contiguous 1-D ``arrays``, compiling it on first use."""
+    slots = _ENTRY.get((fn, nin))
+    if slots is None:
+        slots = _ENTRY[fn, nin] = [None] * 8
+    slot = (2 if dt is _F64 else 0) + (4 if parallel else 0) + inplace
+    entry = slots[slot]
+    if entry is None:
+        kernel = (_cpu.inplace_kernel if inplace else _cpu.flat_kernel)(fn, nin, parallel)
+        kernel(*arrays, *tp)
+        slots[slot] = _cpu.entry_point(kernel, dt, len(arrays))
+    else:
+        entry(*arrays, tp)
+
+
 def try_fast_unary(fn, x, out, params: tuple, family: str, target: str):
-    """The common case in few instructions: a C-contiguous float32/float64 array, in place
-    or into a new array, target "auto", "cpu" or "parallel". Returns None when the general
-    path is needed (which also checks ``target``; and for a float dtype that is not NumPy's
-    canonical object, e.g. with metadata: correct, just slower)."""
+    """The common case in few instructions: a C-contiguous float32/float64 array, in place,
+    into a new array or into a C-contiguous ``out`` of its dtype that does not overlap it;
+    target "auto", "cpu" or "parallel". Returns None when the general path is needed (which
+    also checks ``target``; and for a float dtype that is not NumPy's canonical object,
+    e.g. with metadata: correct, just slower)."""
     if type(x) is not _NDARRAY:
         return None
     dt = x.dtype
-    if dt is _F32:
-        slot = 0
-    elif dt is _F64:
-        slot = 2
-    else:
+    if dt is not _F32 and dt is not _F64:
         return None
-    if target == "auto":
-        parallel = x.size >= PARALLEL_THRESHOLD[family] and _num_threads() > 1
-    elif target == "cpu":
-        parallel = False
-    elif target == "parallel":
-        parallel = True
-    else:
+    parallel = _fast_target(target, x.size, family)
+    if parallel is None:
         return None
     flags = x.flags
+    if not flags.c_contiguous:
+        return None
     if out is x:
-        if not (flags.c_contiguous and flags.writeable):
+        if not flags.writeable:
             return None
-        inplace = True
-    elif out is None and flags.c_contiguous:
-        inplace = False
-    else:
+    elif out is not None and not _fast_out(out, x, x):
         return None
     tp = typed_params(params, dt) if params else ()
     flat = x if x.ndim == 1 else x.reshape(-1)
-    slots = _ENTRY.get(fn)
-    if slots is None:
-        slots = _ENTRY[fn] = [None] * 8
-    slot += (4 if parallel else 0) + inplace
-    entry = slots[slot]
-    if inplace:
-        if entry is None:
-            kernel = _cpu.inplace_kernel(fn, 1, parallel)
-            kernel(flat, *tp)
-            slots[slot] = _cpu.inplace_entry_point(kernel, dt)
-        else:
-            entry(flat, tp)
+    if out is x:
+        _entry(fn, 1, dt, parallel, True, (flat,), tp)
         return x
-    res = np.empty_like(x)
-    rflat = res if res.ndim == 1 else res.reshape(-1)
-    if entry is None:
-        kernel = _cpu.flat_kernel(fn, 1, parallel)
-        kernel(flat, rflat, *tp)
-        slots[slot] = _cpu.entry_point(kernel, dt)
-    else:
-        entry(flat, rflat, tp)
+    res = np.empty_like(x) if out is None else out
+    _entry(fn, 1, dt, parallel, False, (flat, res if res.ndim == 1 else res.reshape(-1)), tp)
+    return res
+
+
+def try_fast_backward(fn, g, x, out, params: tuple, family: str, target: str):
+    """``try_fast_unary`` for ``g·fn(x)``: g and x C-contiguous arrays of one float dtype
+    and one shape; out None, g itself (in place) or an array that overlaps neither."""
+    if type(g) is not _NDARRAY or type(x) is not _NDARRAY:
+        return None
+    dt = x.dtype
+    if (dt is not _F32 and dt is not _F64) or g.dtype is not dt or g.shape != x.shape:
+        return None
+    parallel = _fast_target(target, x.size, family)
+    if parallel is None or not (g.flags.c_contiguous and x.flags.c_contiguous):
+        return None
+    if out is g:
+        if not g.flags.writeable or (x is not g and np.may_share_memory(g, x)):
+            return None
+    elif out is not None and not _fast_out(out, x, g, x):
+        return None
+    tp = typed_params(params, dt) if params else ()
+    gf = g if g.ndim == 1 else g.reshape(-1)
+    xf = x if x.ndim == 1 else x.reshape(-1)
+    if out is g:
+        _entry(fn, 2, dt, parallel, True, (gf, xf), tp)
+        return g
+    res = np.empty_like(x) if out is None else out
+    _entry(fn, 2, dt, parallel, False, (gf, xf, res if res.ndim == 1 else res.reshape(-1)), tp)
     return res
 
 
 _NDARRAY = np.ndarray
 
-# formula -> 8 slots, [dtype (float32 0, float64 2) + parallel (4) + in place (1)]: the
-# compiled entry point of the flat unary kernel, which skips the dispatcher's type
+# (formula, number of inputs) -> 8 slots, [dtype (float32 0, float64 2) + parallel (4) + in
+# place (1)]: the compiled entry point of the flat kernel, which skips the dispatcher's type
 # resolution (~0.5 µs a call); a list index is cheaper than a tuple key.
 _ENTRY: dict = {}
 
 
 class SerialEntries(dict):
     """dtype -> (entry, params): the compiled entry point of a formula's one-thread flat
-    kernel (``inplace=True``: ``entry(x, params)``; else ``entry(x, out, params)``, over
-    C-contiguous 1-D arrays) and its default parameters typed for that dtype. Built on first
+    kernel over C-contiguous 1-D arrays and its default parameters typed for that dtype.
+    ``nin`` inputs (x, or g and x for g·f'(x)); ``inplace=True``: the output is the first
+    input, ``entry(*inputs, params)``; else ``entry(*inputs, out, params)``. Built on first
     use; None for dtypes other than float32 and float64. ``default()`` gives (formula,
     parameters). The public functions' shortest path: a 1,000-element call has about 1 µs."""
 
-    def __init__(self, default, inplace: bool):
+    def __init__(self, default, inplace: bool, nin: int = 1):
         super().__init__()
         self._default = default
         self._inplace = inplace
+        self._nin = nin
 
     def __missing__(self, dt):
         if not (dt == _F32 or dt == _F64):
@@ -269,15 +314,10 @@ class SerialEntries(dict):
         fn, params = self._default()
         dt = _COMPUTE[dt.str[1:]]
         p = typed_params(params, dt)
-        if self._inplace:
-            kernel = _cpu.inplace_kernel(fn, 1, False)
-            kernel(np.empty(0, dt), *p)  # compile (or load) it
-            entry = _cpu.inplace_entry_point(kernel, dt)
-        else:
-            kernel = _cpu.flat_kernel(fn, 1, False)
-            kernel(np.empty(0, dt), np.empty(0, dt), *p)
-            entry = _cpu.entry_point(kernel, dt)
-        self[dt] = res = (entry, p)
+        narrays = self._nin + (not self._inplace)
+        kernel = (_cpu.inplace_kernel if self._inplace else _cpu.flat_kernel)(fn, self._nin, False)
+        kernel(*[np.empty(0, dt)] * narrays, *p)  # compile (or load) it
+        self[dt] = res = (_cpu.entry_point(kernel, dt, narrays), p)
         return res
 
 

@@ -271,11 +271,38 @@ def test_ndarray_subclasses_are_computed_on_their_data():
     np.testing.assert_array_equal(out.data, np.tanh(np.linspace(-1, 1, 5)))
 
 
+def _check_backward_paths(act, a, dtype, what):
+    """backward(g, a) with g laid out like a: new array, in place into g, into out=, and
+    with g the array a itself, against the general path on C-contiguous copies."""
+    g = np.copy(a, order="K")
+    g[...] = np.linspace(-2, 2, a.size).reshape(a.shape)
+    dense = np.ascontiguousarray
+    want = act.backward(dense(g, dtype), dense(a, dtype), target="parallel")
+    got = act.backward(g, a)
+    np.testing.assert_array_equal(got, want, err_msg=what)
+    assert np.ndim(got) == a.ndim and np.asarray(got).dtype == dtype, what
+    if a.ndim == 0:
+        assert not isinstance(got, np.ndarray), what
+    if not a.dtype.isnative:
+        return
+    h = g.copy()
+    assert act.backward(h, a, out=h) is h
+    np.testing.assert_array_equal(h, want, err_msg=what)
+    o = np.empty_like(a)
+    assert act.backward(g, a, out=o) is o
+    np.testing.assert_array_equal(o, want, err_msg=what)
+    b = a.copy()
+    assert act.backward(b, b, out=b) is b
+    np.testing.assert_array_equal(b, act.backward(dense(a), dense(a), target="parallel"))
+
+
 @pytest.mark.parametrize("name", ["relu", "softplus"])
 def test_short_path_of_small_calls_matches_the_general_one(name):
     """Small calls with the default parameters on C-contiguous float arrays skip the general
-    path (``_dispatch.SerialEntries``); every form of input gives what the general path
-    (target="parallel", or a strided view) gives, and read-only input is refused."""
+    path (``_dispatch.SerialEntries``, ``try_fast_unary``, ``try_fast_backward``); every form
+    of input, forward, grad and backward, into a new array, in place or into out=, gives
+    what the general path (target="parallel", or a strided view) gives; overlapping arrays
+    are as if not overlapping; read-only input is refused."""
     act = fastact.ACTIVATIONS[name]
     for dtype in (np.float32, np.float64):
         x = data(dtype, 61)
@@ -306,7 +333,22 @@ def test_short_path_of_small_calls_matches_the_general_one(name):
                 c = a.copy()
                 assert act.forward(c, out=c) is c
                 np.testing.assert_array_equal(c, want, err_msg=what)
+                o = np.empty_like(a)
+                assert act.forward(a, out=o) is o
+                np.testing.assert_array_equal(o, want, err_msg=what)
+            _check_backward_paths(act, a, dtype, what)
         np.testing.assert_array_equal(act.forward(x[::2]), ref[::2])
+        base = data(dtype, 62)  # overlapping out and input: as on copies (NumPy's rule)
+        want = act.forward(base[:-1].copy(), target="parallel")
+        np.testing.assert_array_equal(act.forward(base[:-1], out=base[1:]), want)
+        base = data(dtype, 62)
+        g, xs = base[1:], base[:-1]
+        want = act.backward(g.copy(), xs.copy(), target="parallel")
+        np.testing.assert_array_equal(act.backward(g, xs, out=g), want)
+        with pytest.raises(ValueError, match="read-only"):
+            gro = data(dtype, 61)
+            gro.flags.writeable = False
+            act.backward(gro, x, out=gro)
         ro = x.copy()
         ro.flags.writeable = False
         with pytest.raises(ValueError, match="read-only"):
