@@ -166,12 +166,12 @@ def _make(act: Activation, kind: str):
             flags = x.flags
             if flags.c_contiguous:
                 flat = x if x.ndim == 1 else x.reshape(-1)
-                if out is None:
+                if out is None or D.fast_out(out, x, x):
                     e = to_new[x.dtype]
                     if e is not None:
-                        res = np.empty_like(x)
+                        res = np.empty_like(x) if out is None else out
                         e[0](flat, res if res.ndim == 1 else res.reshape(-1), e[1])
-                        return res if res.ndim else res[()]
+                        return res if res.ndim or out is not None else res[()]
                 elif out is x and flags.writeable:
                     e = in_place[x.dtype]
                     if e is not None:
@@ -240,12 +240,12 @@ def _make(act: Activation, kind: str):
             if gflags.c_contiguous and x.flags.c_contiguous:
                 gf = grad if grad.ndim == 1 else grad.reshape(-1)
                 xf = x if x.ndim == 1 else x.reshape(-1)
-                if out is None:
+                if out is None or D.fast_out(out, x, grad, x):
                     e = to_new[x.dtype]
                     if e is not None:
-                        res = np.empty_like(x)
+                        res = np.empty_like(x) if out is None else out
                         e[0](gf, xf, res if res.ndim == 1 else res.reshape(-1), e[1])
-                        return res if res.ndim else res[()]
+                        return res if res.ndim or out is not None else res[()]
                 elif (
                     out is grad
                     and gflags.writeable

@@ -198,17 +198,15 @@ def _fast_target(target: str, n: int, family: str):
     return None
 
 
-def _fast_out(out, like: np.ndarray, *inputs: np.ndarray) -> bool:
+def fast_out(out, like: np.ndarray, a: np.ndarray, b: np.ndarray | None = None) -> bool:
     """Whether ``out`` is an array the flat kernels can write as it is: a C-contiguous,
-    writeable ndarray of ``like``'s dtype object and shape that overlaps no input."""
+    writeable ndarray of ``like``'s dtype object and shape that overlaps neither input."""
     if type(out) is not _NDARRAY or out.dtype is not like.dtype or out.shape != like.shape:
         return False
     flags = out.flags
-    return (
-        flags.c_contiguous
-        and flags.writeable
-        and not any(np.may_share_memory(out, a) for a in inputs)
-    )
+    if not (flags.c_contiguous and flags.writeable) or np.may_share_memory(out, a):
+        return False
+    return b is None or not np.may_share_memory(out, b)
 
 
 def _entry(fn, nin: int, dt, parallel: bool, inplace: bool, arrays, tp):
@@ -247,7 +245,7 @@ def try_fast_unary(fn, x, out, params: tuple, family: str, target: str):
     if out is x:
         if not flags.writeable:
             return None
-    elif out is not None and not _fast_out(out, x, x):
+    elif out is not None and not fast_out(out, x, x):
         return None
     tp = typed_params(params, dt) if params else ()
     flat = x if x.ndim == 1 else x.reshape(-1)
@@ -273,7 +271,7 @@ def try_fast_backward(fn, g, x, out, params: tuple, family: str, target: str):
     if out is g:
         if not g.flags.writeable or (x is not g and np.may_share_memory(g, x)):
             return None
-    elif out is not None and not _fast_out(out, x, g, x):
+    elif out is not None and not fast_out(out, x, g, x):
         return None
     tp = typed_params(params, dt) if params else ()
     gf = g if g.ndim == 1 else g.reshape(-1)
