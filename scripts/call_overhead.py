@@ -4,7 +4,7 @@
    the backward pass ``NAME_backward(g, x, out=g)``, against ``np.tanh(x, out=x)`` on the
    same array (the bar: at most 2x);
 2. ``target="auto"`` against the better of ``"cpu"`` and ``"parallel"`` at sizes around the
-   parallel thresholds (the bar: at most 10% slower).
+   parallel thresholds, forward in place and backward (the bar: at most 10% slower).
 
     python scripts/call_overhead.py [--only sigmoid,relu] [--repeat 301]
 
@@ -63,8 +63,10 @@ def small_calls(names, repeat: int) -> None:
     print(f"  worst ratio {worst:.2f}, backward {worst_b:.2f}")
 
 
-def _in_place(act, target: str):
-    return lambda a: act.forward_(a, target=target)
+def _in_place(act, target: str, pass_: str, x):
+    if pass_ == "forward":
+        return lambda a: act.forward_(a, target=target)
+    return lambda g: act.backward(g, x, out=g, target=target)
 
 
 def auto_choice(names, repeat: int) -> None:
@@ -72,29 +74,32 @@ def auto_choice(names, repeat: int) -> None:
     worst = 0.0
     for name in names:
         act = fastact.ACTIVATIONS[name]
-        for n in AUTO_SIZES:
-            master = np.random.default_rng(1).uniform(-3, 3, n).astype(np.float32)
-            x = master.copy()
-            calls = max(1, 200_000 // n)
-            t: dict = {}
-            for target in ("cpu", "parallel", "auto"):
-                act.forward_(x, target=target)
-            # each target in a block of samples (interleaving single calls measures the
-            # thread pool waking up, not the choice), the trio twice in opposite orders
-            for order in (("cpu", "parallel", "auto"), ("auto", "parallel", "cpu")):
-                for target in order:
-                    call = _in_place(act, target)
-                    t.setdefault(target, []).append(
-                        _median_call(call, x, master, calls, max(5, repeat // 10))
-                    )
-            med = {k: float(np.median(v)) for k, v in t.items()}
-            best = min(med["cpu"], med["parallel"])
-            worst = max(worst, med["auto"] / best)
-            print(
-                f"  {name:12s} n={n:>9,d}  cpu {med['cpu'] * 1e6:9.1f}  parallel "
-                f"{med['parallel'] * 1e6:9.1f}  auto {med['auto'] * 1e6:9.1f}  "
-                f"auto/best {med['auto'] / best:5.2f}"
-            )
+        for pass_ in ("forward", "backward"):
+            for n in AUTO_SIZES:
+                rng = np.random.default_rng(1)
+                xm = rng.uniform(-3, 3, n).astype(np.float32)
+                # the forward pass overwrites x; the backward pass, g (x stays)
+                master = xm if pass_ == "forward" else rng.uniform(-1, 1, n).astype(np.float32)
+                calls = max(1, 200_000 // n)
+                t: dict = {}
+                for target in ("cpu", "parallel", "auto"):
+                    _in_place(act, target, pass_, xm)(master.copy())
+                # each target in a block of samples (interleaving single calls measures the
+                # thread pool waking up, not the choice), the trio twice in opposite orders
+                for order in (("cpu", "parallel", "auto"), ("auto", "parallel", "cpu")):
+                    for target in order:
+                        call = _in_place(act, target, pass_, xm)
+                        t.setdefault(target, []).append(
+                            _median_call(call, master, master, calls, max(5, repeat // 10))
+                        )
+                med = {k: float(np.median(v)) for k, v in t.items()}
+                best = min(med["cpu"], med["parallel"])
+                worst = max(worst, med["auto"] / best)
+                print(
+                    f"  {name:12s} {pass_:8s} n={n:>9,d}  cpu {med['cpu'] * 1e6:9.1f}  "
+                    f"parallel {med['parallel'] * 1e6:9.1f}  auto {med['auto'] * 1e6:9.1f}  "
+                    f"auto/best {med['auto'] / best:5.2f}"
+                )
     print(f"  worst auto/best {worst:.2f}")
 
 
