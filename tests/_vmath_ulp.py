@@ -42,6 +42,12 @@ def loop(name):
 
         return run2
 
+    return elementwise(f)
+
+
+def elementwise(f):
+    """Compiled ``out[i] = f(x[i])`` for a jitted scalar function f."""
+
     @njit(error_model="numpy", fastmath={"contract"})
     def run(x):
         out = np.empty_like(x)

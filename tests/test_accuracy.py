@@ -140,20 +140,11 @@ def test_mish_and_tanhshrink_grad_float32_dense():
     NumPy: the sparse samples above never hit those points. mish' both ways: the kernel
     (a table below 7.875 in magnitude) and its formula beyond the table, which the GPU
     takes everywhere."""
-    from _vmath_ulp import ulp32
-    from numba import njit
+    from _vmath_ulp import elementwise, ulp32
 
     from fastact import _formulas
 
-    far = _formulas._mish_grad_far
-
-    @njit(error_model="numpy", fastmath={"contract"})
-    def mish_grad_far(x):
-        out = np.empty_like(x)
-        for i in range(x.size):
-            out[i] = far(x[i])
-        return out
-
+    mish_grad_far = elementwise(_formulas._mish_grad_far)
     x = np.concatenate([_every_float32(-1.0, -0.0625, 16), _every_float32(-16.0, -1.0, 64)])
     xd = x.astype(np.float64)
     th = np.tanh(np.logaddexp(0, xd))
