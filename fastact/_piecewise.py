@@ -521,8 +521,6 @@ TANH2_ROWS = (
 )
 
 
-
-
 # mish'(x), signed (pieces 32-63 for x < 0; zero at x = -1.1924). Within 2^-26.5 (relative)
 # of it (``python tests/_vmath_fit.py mishd 6``).
 MISHD_ROWS = (
