@@ -686,7 +686,7 @@ def _scalar(rows, fma, signed=False):
     def scalar_signed(x):
         a = abs(x)
         j = _piece(a)
-        return _horner(a, j, j + np.int32(PIECES) if x < 0 else j)
+        return _horner(a, j, j + np.int32(PIECES) if x < type(x)(0) else j)
 
     def piece(a):
         """j = round(u(a)); NaN and a >= NEAR: the last piece."""
