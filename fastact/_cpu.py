@@ -428,11 +428,22 @@ def entry_point(kernel, dtype: np.dtype, narrays: int):
     return lambda *a: kernel(*a[:-1], *a[-1])
 
 
+@njit(**_OPTIONS)
+def _partial_overlap(a, b):
+    """Whether C-contiguous a and b share memory without starting at the same address."""
+    pa, pb = a.ctypes.data, b.ctypes.data
+    return pa != pb and pa < pb + b.size * b.itemsize and pb < pa + a.size * a.itemsize
+
+
 @functools.cache
 def inplace_kernel(fn, nin: int, parallel: bool):
     """Like ``flat_kernel`` when the output is the first array: ``a[i] = fn(a[i], *p)`` or
     ``g[i] = g[i] * fn(x[i], *p)``. One array less means no runtime alias check, which would
-    otherwise send a loop whose output is its input to the scalar fallback."""
+    otherwise send a loop whose output is its input to the scalar fallback.
+
+    The two-array kernel returns False, writing nothing, when g and x overlap other than
+    element for element (the caller then copies x), else True: a check that costs nothing
+    next to NumPy's ``may_share_memory`` (0.2 µs a call)."""
     tail = _last_block(fn, nin)
     prepare, finish = _stages(fn)
     if nin == 1:
@@ -454,6 +465,8 @@ def inplace_kernel(fn, nin: int, parallel: bool):
     else:
 
         def kernel(g, x, *p):
+            if _partial_overlap(g, x):
+                return False
             n = x.size
             nb = n // BLOCK
             for b in prange(nb):
@@ -467,6 +480,7 @@ def inplace_kernel(fn, nin: int, parallel: bool):
                     gb[j] = gb[j] * finish(xb[j], P[j], *p)
             if nb * BLOCK < n:
                 tail(g, x, g, nb * BLOCK, *p)
+            return True
 
     kind = "par" if parallel else "ser"
     return jit_kernel(kernel, f"{fn.__name__}_i{nin}_{kind}", parallel)

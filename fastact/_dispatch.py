@@ -211,7 +211,8 @@ def fast_out(out, like: np.ndarray, a: np.ndarray, b: np.ndarray | None = None) 
 
 def _entry(fn, nin: int, dt, parallel: bool, inplace: bool, arrays, tp):
     """Call the entry point of ``fn``'s flat kernel (``inplace``: the output is the first
-    array) on the C-contiguous 1-D ``arrays``, compiling it on first use."""
+    array) on the C-contiguous 1-D ``arrays``, compiling it on first use; return what the
+    kernel returns (False from a two-array in-place kernel: g and x overlap)."""
     slots = _ENTRY.get((fn, nin))
     if slots is None:
         slots = _ENTRY[fn, nin] = [None] * 8
@@ -219,10 +220,10 @@ def _entry(fn, nin: int, dt, parallel: bool, inplace: bool, arrays, tp):
     entry = slots[slot]
     if entry is None:
         kernel = (_cpu.inplace_kernel if inplace else _cpu.flat_kernel)(fn, nin, parallel)
-        kernel(*arrays, *tp)
+        done = kernel(*arrays, *tp)  # (compiles it, or loads it from the disk cache)
         slots[slot] = _cpu.entry_point(kernel, dt, len(arrays))
-    else:
-        entry(*arrays, tp)
+        return done
+    return entry(*arrays, tp)
 
 
 def try_fast_unary(fn, x, out, params: tuple, family: str, target: str):
@@ -269,16 +270,15 @@ def try_fast_backward(fn, g, x, out, params: tuple, family: str, target: str):
     if parallel is None or not (g.flags.c_contiguous and x.flags.c_contiguous):
         return None
     if out is g:
-        if not g.flags.writeable or (x is not g and np.may_share_memory(g, x)):
+        if not g.flags.writeable:
             return None
     elif out is not None and not fast_out(out, x, g, x):
         return None
     tp = typed_params(params, dt) if params else ()
     gf = g if g.ndim == 1 else g.reshape(-1)
     xf = x if x.ndim == 1 else x.reshape(-1)
-    if out is g:
-        _entry(fn, 2, dt, parallel, True, (gf, xf), tp)
-        return g
+    if out is g:  # (the kernel does nothing if x overlaps g other than element for element)
+        return g if _entry(fn, 2, dt, parallel, True, (gf, xf), tp) else None
     res = np.empty_like(x) if out is None else out
     _entry(fn, 2, dt, parallel, False, (gf, xf, res if res.ndim == 1 else res.reshape(-1)), tp)
     return res

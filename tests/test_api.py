@@ -341,10 +341,11 @@ def test_short_path_of_small_calls_matches_the_general_one(name):
         base = data(dtype, 62)  # overlapping out and input: as on copies (NumPy's rule)
         want = act.forward(base[:-1].copy(), target="parallel")
         np.testing.assert_array_equal(act.forward(base[:-1], out=base[1:]), want)
-        base = data(dtype, 62)
-        g, xs = base[1:], base[:-1]
-        want = act.backward(g.copy(), xs.copy(), target="parallel")
-        np.testing.assert_array_equal(act.backward(g, xs, out=g), want)
+        for shift in (1, -1):  # more than a block (64): x read after g's writes if shifted
+            base = data(dtype, 301)
+            g, xs = (base[1:], base[:-1]) if shift > 0 else (base[:-1], base[1:])
+            want = act.backward(g.copy(), xs.copy(), target="parallel")
+            np.testing.assert_array_equal(act.backward(g, xs, out=g), want)
         with pytest.raises(ValueError, match="read-only"):
             gro = data(dtype, 61)
             gro.flags.writeable = False
