@@ -543,10 +543,10 @@ def _rows(impls, times, dtype, n, dt_name, reps) -> list[dict]:
     itemsize = np.dtype(dtype).itemsize
     med = {i: float(np.median(v)) for i, v in times.items()}
     floor = {(im.kind, im.name): med[i] for i, im in enumerate(impls) if im.act == "(floor)"}
-    best_peer: dict[str, float] = {}
+    best_peer: dict[str, int] = {}  # activation -> index of its fastest peer (by median)
     for i, im in enumerate(impls):
-        if im.peer:
-            best_peer[im.act] = min(best_peer.get(im.act, math.inf), med[i])
+        if im.peer and (im.act not in best_peer or med[i] < med[best_peer[im.act]]):
+            best_peer[im.act] = i
     rows = []
     for i, im in enumerate(impls):
         m = med[i]
@@ -554,16 +554,27 @@ def _rows(impls, times, dtype, n, dt_name, reps) -> list[dict]:
         fl = floor[(im.kind, "floor-cpu" if im.threads == "one" else "floor-parallel")]
         fa = im.name.startswith("fastact") and im.kind == "forward"
         bp = best_peer.get(im.act) if fa else None
+        # each round times every implementation once: the ratio within a round, per round
+        paired = [p / f for p, f in zip(times[bp], times[i])] if bp is not None else None
         rows.append({
             "activation": im.act, "pass": im.kind, "impl": im.name,
             "dtype": dt_name, "n": n, "repeats": reps, "samples": len(times[i]),
             "median_ms": m * 1e3, "min_ms": min(times[i]) * 1e3,
             "gbps": streams * n * itemsize / m / 1e9,
             "x_floor": m / fl,
-            "x_best_peer": None if bp is None else bp / m,
+            "x_best_peer": None if bp is None else med[bp] / m,
+            "x_best_peer_quartiles": None if bp is None else
+                [float(q) for q in np.percentile(paired, [25, 75])],
             "threads": im.threads,
         })  # fmt: skip
     return rows
+
+
+def _ratio(row: dict) -> str:
+    """x best peer, with the quartiles of its per-round values: "1.53 [1.49, 1.57]"."""
+    q = row.get("x_best_peer_quartiles")
+    tail = f" [{q[0]:.2f}, {q[1]:.2f}]" if q else ""
+    return f"{row['x_best_peer']:.2f}{tail}"
 
 
 def format_table(result: dict) -> str:
@@ -574,17 +585,17 @@ def format_table(result: dict) -> str:
     )
     lines = [head]
     hdr = f"{'activation':<12} {'pass':<8} {'impl':<16} {'ms':>10} {'GB/s':>7} " \
-          f"{'x floor':>8} {'x best peer':>11}"  # fmt: skip
+          f"{'x floor':>8} {'x best peer [quartiles]':>23}"  # fmt: skip
     cur = None
     for r in result["rows"]:
         cell = (r["dtype"], r["n"])
         if cell != cur:
             cur = cell
             lines += ["", f"== {r['dtype']}, n = {r['n']:.0e} ({r['repeats']} repeats) ==", hdr]
-        bp = "" if r["x_best_peer"] is None else f"{r['x_best_peer']:.2f}"
+        bp = "" if r["x_best_peer"] is None else _ratio(r)
         lines.append(
             f"{r['activation']:<12} {r['pass']:<8} {r['impl']:<16} {r['median_ms']:>10.3f} "
-            f"{r['gbps']:>7.1f} {r['x_floor']:>8.2f} {bp:>11}"
+            f"{r['gbps']:>7.1f} {r['x_floor']:>8.2f} {bp:>23}"
         )
     notes = result["config"].get("numpy_notes") or {}
     if notes:
@@ -614,8 +625,8 @@ def format_markdown(result: dict, command: str) -> str:
             peers = [r for (b, p, _), r in by.items() if b == a and p == "forward"
                      and not r["impl"].startswith("fastact")]  # fmt: skip
             best = min(peers, key=lambda r: r["median_ms"], default=None)
-            fa = min(par["median_ms"], one["median_ms"])
-            vs = f"{best['impl']} | {best['median_ms'] / fa:.2f}" if best else "- | -"
+            fast = par if par["median_ms"] <= one["median_ms"] else one
+            vs = f"{best['impl']} | {_ratio(fast)}" if best else "- | -"
             bw = f"{bwd['x_floor']:.2f}" if bwd else "-"
             out.append(f"| {a} | {par['median_ms']:.3g} | {par['x_floor']:.2f} "
                        f"| {one['x_floor']:.2f} | {vs} | {bw} |")  # fmt: skip
@@ -624,7 +635,10 @@ def format_markdown(result: dict, command: str) -> str:
         out += ["", f"Floor (in-place multiply, same threads, same run): "
                 f"{fl.get('floor-parallel', math.nan):.2f} ms parallel, "
                 f"{fl.get('floor-cpu', math.nan):.2f} ms one thread. \"x best peer\" is the "
-                "fastest peer's time over fastact's faster target (above 1: fastact is ahead).",
+                "fastest peer's median time over fastact's faster target (above 1: fastact is "
+                "ahead); in brackets the middle half of the same ratio taken round by round "
+                "(each round times every implementation once, in shuffled order): a range "
+                "that contains 1 is a tie within this machine's noise.",
                 ""]  # fmt: skip
     out += [f"<sub>Measured with `{command}`: fastact {m['fastact']} (git {m.get('git')}), "
             f"NumPy {m.get('numpy')}, Numba {m.get('numba')}, SciPy {m.get('scipy', '-')}, "

@@ -135,3 +135,29 @@ def test_bench_markdown_summary(bench_json):
         assert len(cells) == 7
         assert all(float(cells[i]) > 0 for i in (1, 2, 3, 6))
     assert "python -m fastact bench --sizes 1000" in md and "<details>" in md
+
+
+def test_bench_peer_ratio_quartiles_pair_rounds():
+    """x best peer is a ratio of medians; its quartiles are those of the ratio within each
+    round (the same round index of both implementations), and the markdown shows both."""
+    impls = [
+        _bench.Impl("(floor)", "forward", "floor-cpu", None, None, "one"),
+        _bench.Impl("(floor)", "forward", "floor-parallel", None, None, "all"),
+        _bench.Impl("relu", "forward", "fastact-cpu", None, None, "one"),
+        _bench.Impl("relu", "forward", "fastact-parallel", None, None, "all"),
+        _bench.Impl("relu", "forward", "torch", None, None, "all", peer=True),
+        _bench.Impl("relu", "forward", "numpy", None, None, "one", peer=True),
+    ]
+    times = {0: [1.0] * 4, 1: [1.0] * 4, 2: [8.0] * 4, 3: [1.0, 2.0, 4.0, 1.0],  # seconds
+             4: [2.0] * 4, 5: [9.0] * 4}  # fmt: skip
+    rows = {r["impl"]: r for r in _bench._rows(impls, times, np.float32, 4, "float32", 4)}
+    par = rows["fastact-parallel"]
+    assert par["x_best_peer"] == pytest.approx(2.0 / 1.5)  # torch's median over ours
+    # per round 2/1, 2/2, 2/4, 2/1 = 2, 1, 0.5, 2: quartiles 0.875 and 2
+    assert par["x_best_peer_quartiles"] == pytest.approx([0.875, 2.0])
+    assert rows["fastact-cpu"]["x_best_peer_quartiles"] == pytest.approx([0.25, 0.25])
+    assert rows["torch"]["x_best_peer_quartiles"] is None
+    result = {"rows": list(rows.values()), "machine": _bench.machine_info(),
+              "config": {}}  # fmt: skip
+    md = _bench.format_markdown(result, "cmd")
+    assert "| relu | 1.5e+03 | 1.50 | 8.00 | torch | 1.33 [0.88, 2.00] | - |" in md
