@@ -533,7 +533,7 @@ def bench(acts, dtypes, sizes, repeat=None, backward=True, progress=True, seed=0
             "seed": seed,
             "activations": [a.name for a in acts],
             "numba_threads": numba.get_num_threads(),
-            "numpy_notes": {k: v for k, v in NUMPY_NOTES.items()},
+            "numpy_notes": {k: v for k, v in NUMPY_NOTES.items() if k in {a.name for a in acts}},
         },  # fmt: skip
         "rows": rows,
     }
@@ -547,6 +547,10 @@ def _rows(impls, times, dtype, n, dt_name, reps) -> list[dict]:
     for i, im in enumerate(impls):
         if im.peer and (im.act not in best_peer or med[i] < med[best_peer[im.act]]):
             best_peer[im.act] = i
+    fastest: dict[str, float] = {}  # activation -> median of fastact's faster forward target
+    for i, im in enumerate(impls):
+        if im.name.startswith("fastact") and im.kind == "forward":
+            fastest[im.act] = min(fastest.get(im.act, math.inf), med[i])
     rows = []
     for i, im in enumerate(impls):
         m = med[i]
@@ -565,6 +569,8 @@ def _rows(impls, times, dtype, n, dt_name, reps) -> list[dict]:
             "x_best_peer": None if bp is None else med[bp] / m,
             "x_best_peer_quartiles": None if bp is None else
                 [float(q) for q in np.percentile(paired, [25, 75])],
+            # on a peer's row: its time over fastact's faster target (above 1: fastact ahead)
+            "x_peer": m / fastest[im.act] if im.peer and im.act in fastest else None,
             "threads": im.threads,
         })  # fmt: skip
     return rows
@@ -585,21 +591,25 @@ def format_table(result: dict) -> str:
     )
     lines = [head]
     hdr = f"{'activation':<12} {'pass':<8} {'impl':<16} {'ms':>10} {'GB/s':>7} " \
-          f"{'x floor':>8} {'x best peer [quartiles]':>23}"  # fmt: skip
+          f"{'x floor':>8} {'fastact ahead x':>23}"  # fmt: skip
     cur = None
     for r in result["rows"]:
         cell = (r["dtype"], r["n"])
         if cell != cur:
             cur = cell
             lines += ["", f"== {r['dtype']}, n = {r['n']:.0e} ({r['repeats']} repeats) ==", hdr]
-        bp = "" if r["x_best_peer"] is None else _ratio(r)
+        bp = _ratio(r) if r["x_best_peer"] is not None else (
+            "" if r.get("x_peer") is None else f"{r['x_peer']:.2f}")  # fmt: skip
         lines.append(
             f"{r['activation']:<12} {r['pass']:<8} {r['impl']:<16} {r['median_ms']:>10.3f} "
             f"{r['gbps']:>7.1f} {r['x_floor']:>8.2f} {bp:>23}"
         )
     notes = result["config"].get("numpy_notes") or {}
+    lines += ["", "fastact ahead x: on fastact's rows, the best peer's median time over its own "
+              "[quartiles of the same ratio round by round]; on a peer's rows, that peer's "
+              "time over fastact's faster target."]
     if notes:
-        lines += ["", "numpy: " + "; ".join(f"{k}: {v}" for k, v in notes.items())]
+        lines += ["numpy: " + "; ".join(f"{k}: {v}" for k, v in notes.items())]
     return "\n".join(lines)
 
 

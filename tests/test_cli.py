@@ -139,7 +139,8 @@ def test_bench_markdown_summary(bench_json):
 
 def test_bench_peer_ratio_quartiles_pair_rounds():
     """x best peer is a ratio of medians; its quartiles are those of the ratio within each
-    round (the same round index of both implementations), and the markdown shows both."""
+    round (the same round index of both implementations), and the markdown shows both;
+    each peer's row has its own ratio to fastact."""
     impls = [
         _bench.Impl("(floor)", "forward", "floor-cpu", None, None, "one"),
         _bench.Impl("(floor)", "forward", "floor-parallel", None, None, "all"),
@@ -157,6 +158,13 @@ def test_bench_peer_ratio_quartiles_pair_rounds():
     assert par["x_best_peer_quartiles"] == pytest.approx([0.875, 2.0])
     assert rows["fastact-cpu"]["x_best_peer_quartiles"] == pytest.approx([0.25, 0.25])
     assert rows["torch"]["x_best_peer_quartiles"] is None
+    # each peer's own row: its median over fastact's faster target (the parallel one, 1.5)
+    assert rows["torch"]["x_peer"] == pytest.approx(2.0 / 1.5)
+    assert rows["numpy"]["x_peer"] == pytest.approx(9.0 / 1.5)
+    assert par["x_peer"] is None and rows["floor-cpu"]["x_peer"] is None
+    text = _bench.format_table({"rows": list(rows.values()), "machine": _bench.machine_info(),
+                                "config": {}})  # fmt: skip
+    assert "1.33 [0.88, 2.00]" in text and "6.00" in text
     result = {"rows": list(rows.values()), "machine": _bench.machine_info(),
               "config": {}}  # fmt: skip
     md = _bench.format_markdown(result, "cmd")
