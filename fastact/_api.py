@@ -154,7 +154,7 @@ def _make(act: Activation, kind: str):
 
     nin = 2 if kind == "backward" else 1  # g·f'(x)
     to_new, in_place = D.SerialEntries(default, False, nin), D.SerialEntries(default, True, nin)
-    limit = D.PARALLEL_THRESHOLD[act.family]
+    limit = (D.BACKWARD_THRESHOLD if kind == "backward" else D.PARALLEL_THRESHOLD)[act.family]
 
     def unary(x, *, out=None, target="auto", stream=None, **kw):
         if (
@@ -283,7 +283,8 @@ def _make(act: Activation, kind: str):
                 f"{a.shape} do not broadcast"
             ) from None
         res = np.empty(shape, dt) if out is None else D.check_out(out, shape, dt)
-        D.run_cpu(fn, [g, a], p, res, D.choose_cpu_target(target, res.size, act.family))
+        parallel = D.choose_cpu_target(target, res.size, act.family, backward=True)
+        D.run_cpu(fn, [g, a], p, res, parallel)
         return D.wrap_result(res, out, grad)
 
     public = {"forward": unary, "grad": unary, "forward_": inplace, "backward": backward}[kind]

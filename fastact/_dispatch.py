@@ -14,13 +14,16 @@ from . import _cpu
 
 TARGETS = ("auto", "cpu", "parallel", "cuda")
 
-# Sizes from which target="auto" runs the parallel loop, by family: the crossovers of the
-# serial SIMD and prange loops on 2 cores (omp), float32 in place, measured by the method of
-# scripts/call_overhead.py (a block of calls per target, so the pool's wake-up counts) at
-# sizes 2^(k/2): mish, tanhshrink 5-11 K; gelu, sigmoid, tanh, elu, silu, softplus 8-13 K;
-# softsign, hardsigmoid, hardswish, softshrink 46-60 K; relu, relu6, leaky_relu, hardtanh,
-# hardshrink, binary_step 65-175 K (runs differ by a factor of about 1.3 near a crossover).
-PARALLEL_THRESHOLD = {"heavy": 8_192, "transcendental": 12_288, "light": 49_152, "linear": 81_920}
+# Sizes from which target="auto" runs the parallel loop, by family and pass: the crossovers
+# of the serial SIMD and prange loops on 2 cores (omp), float32 in place, measured by the
+# method of scripts/call_overhead.py (a block of calls per target, so the pool's wake-up
+# counts) at sizes 2^(k/2). Forward: mish, tanhshrink 8-10 K; sigmoid, gelu, elu 13-15 K;
+# softsign, hardsigmoid 45-58 K; relu, hardshrink 100-120 K. Backward (three arrays, so the
+# parallel loop pays off sooner where memory dominates): mish, tanhshrink 7-10 K; gelu,
+# sigmoid, elu 11-16 K; softsign, hardsigmoid 40-45 K; relu, hardshrink 45-50 K. Runs differ
+# by a factor of about 1.3 near a crossover.
+PARALLEL_THRESHOLD = {"heavy": 8_192, "transcendental": 14_336, "light": 51_200, "linear": 112_640}
+BACKWARD_THRESHOLD = {"heavy": 8_192, "transcendental": 14_336, "light": 43_008, "linear": 47_104}
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
@@ -110,13 +113,14 @@ def wrap_result(res: np.ndarray, out, like=None):
     return res
 
 
-def choose_cpu_target(target: str, n: int, family: str) -> bool:
+def choose_cpu_target(target: str, n: int, family: str, backward: bool = False) -> bool:
     """True for the parallel loop."""
     if target == "parallel":
         return True
     if target == "cpu":
         return False
-    return n >= PARALLEL_THRESHOLD[family] and _num_threads() > 1
+    limit = (BACKWARD_THRESHOLD if backward else PARALLEL_THRESHOLD)[family]
+    return n >= limit and _num_threads() > 1
 
 
 def _num_threads() -> int:
@@ -186,11 +190,12 @@ def typed_params(params: tuple, dtype: np.dtype) -> tuple:
 _TYPED: dict = {}
 
 
-def _fast_target(target: str, n: int, family: str):
+def _fast_target(target: str, n: int, family: str, backward: bool = False):
     """True for the parallel loop, False for one thread, None for a target that is not
     "auto", "cpu" or "parallel" (the general path checks it)."""
     if target == "auto":
-        return n >= PARALLEL_THRESHOLD[family] and _num_threads() > 1
+        limit = (BACKWARD_THRESHOLD if backward else PARALLEL_THRESHOLD)[family]
+        return n >= limit and _num_threads() > 1
     if target == "cpu":
         return False
     if target == "parallel":
@@ -266,7 +271,7 @@ def try_fast_backward(fn, g, x, out, params: tuple, family: str, target: str):
     dt = x.dtype
     if (dt is not _F32 and dt is not _F64) or g.dtype is not dt or g.shape != x.shape:
         return None
-    parallel = _fast_target(target, x.size, family)
+    parallel = _fast_target(target, x.size, family, backward=True)
     if parallel is None or not (g.flags.c_contiguous and x.flags.c_contiguous):
         return None
     if out is g:

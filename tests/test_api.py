@@ -357,3 +357,42 @@ def test_short_path_of_small_calls_matches_the_general_one(name):
         with pytest.raises(ValueError, match="read-only"):
             act.forward(ro, out=ro)
         np.testing.assert_array_equal(act.forward(ro), ref)
+
+
+def test_auto_takes_the_parallel_loop_from_the_threshold_of_its_family_and_pass(monkeypatch):
+    """target="auto": one thread below the measured threshold, the parallel loop from it on;
+    the backward pass (three arrays) has its own, lower thresholds where memory dominates."""
+    import numba
+
+    from fastact import _dispatch as D
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("one Numba thread: target='auto' never takes the parallel loop here")
+    for fam, n in D.PARALLEL_THRESHOLD.items():
+        assert D.choose_cpu_target("auto", n - 1, fam) is False
+        assert D.choose_cpu_target("auto", n, fam) is True
+    for fam, n in D.BACKWARD_THRESHOLD.items():
+        assert D.choose_cpu_target("auto", n - 1, fam, backward=True) is False
+        assert D.choose_cpu_target("auto", n, fam, backward=True) is True
+    # relu at a size between its two thresholds: forward on one thread, backward parallel
+    n = D.BACKWARD_THRESHOLD["linear"]
+    assert n < D.PARALLEL_THRESHOLD["linear"]
+    x = data(np.float32, n - len(SPECIAL))
+    want_g = fastact.relu_backward(np.ones_like(x), x, target="cpu")
+    want_y = fastact.relu(x, target="cpu")
+    seen = []
+    entry = D._entry
+
+    def spy(fn, nin, dt, parallel, inplace, arrays, tp):
+        seen.append((nin, parallel))
+        return entry(fn, nin, dt, parallel, inplace, arrays, tp)
+
+    monkeypatch.setattr(D, "_entry", spy)
+    g = np.ones_like(x)
+    fastact.relu_backward(g, x, out=g)
+    np.testing.assert_array_equal(g, want_g)
+    assert seen == [(2, True)]
+    y = x.copy()
+    fastact.relu_(y)  # below the forward threshold: the serial entry, not _entry
+    assert seen == [(2, True)]
+    np.testing.assert_array_equal(y, want_y)
