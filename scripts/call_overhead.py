@@ -3,8 +3,9 @@
 1. the cost of a 1,000-element call, ``NAME_(x)`` in place with ``target="auto"``, and of
    the backward pass ``NAME_backward(g, x, out=g)``, against ``np.tanh(x, out=x)`` on the
    same array (the bar: at most 2x);
-2. ``target="auto"`` against the better of ``"cpu"`` and ``"parallel"`` at sizes around the
-   parallel thresholds, forward in place and backward (the bar: at most 10% slower).
+2. ``target="auto"`` against the better of ``"cpu"`` and ``"parallel"`` on either side of
+   the parallel threshold of each activation's family and pass, and at 10^4 and 10^6, forward
+   in place and backward (the bar: at most 10% slower).
 
     python scripts/call_overhead.py [--only sigmoid,relu] [--repeat 301]
 
@@ -22,7 +23,14 @@ import numpy as np
 import fastact
 from fastact._registry import select_names
 
-AUTO_SIZES = (10_000, 30_000, 100_000, 300_000, 1_000_000)
+
+def auto_sizes(family: str, pass_: str) -> list[int]:
+    """Where the choice matters: either side of the family's threshold for the pass (0.7x and
+    1.4x it), and 10^4 and 10^6, far from it."""
+    from fastact import _dispatch as D
+
+    t = (D.BACKWARD_THRESHOLD if pass_ == "backward" else D.PARALLEL_THRESHOLD)[family]
+    return sorted({10_000, round(0.7 * t), round(1.4 * t), 1_000_000})
 
 
 def _median_call(fn, x, master, calls: int, repeat: int) -> float:
@@ -75,7 +83,7 @@ def auto_choice(names, repeat: int) -> None:
     for name in names:
         act = fastact.ACTIVATIONS[name]
         for pass_ in ("forward", "backward"):
-            for n in AUTO_SIZES:
+            for n in auto_sizes(act.family, pass_):
                 rng = np.random.default_rng(1)
                 xm = rng.uniform(-3, 3, n).astype(np.float32)
                 # the forward pass overwrites x; the backward pass, g (x stays)
