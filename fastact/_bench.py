@@ -640,11 +640,14 @@ def format_markdown(result: dict, command: str) -> str:
             bw = f"{bwd['x_floor']:.2f}" if bwd else "-"
             out.append(f"| {a} | {par['median_ms']:.3g} | {par['x_floor']:.2f} "
                        f"| {one['x_floor']:.2f} | {vs} | {bw} |")  # fmt: skip
-        fl = {r["impl"]: r["median_ms"] for (a, p, _), r in by.items()
-              if a == "(floor)" and p == "forward"}  # fmt: skip
+        fl = {r["impl"]: r for (a, p, _), r in by.items() if a == "(floor)" and p == "forward"}
+        nan = {"median_ms": math.nan, "min_ms": math.nan}
+        par_fl, one_fl = fl.get("floor-parallel", nan), fl.get("floor-cpu", nan)
         out += ["", f"Floor (in-place multiply, same threads, same run): "
-                f"{fl.get('floor-parallel', math.nan):.2f} ms parallel, "
-                f"{fl.get('floor-cpu', math.nan):.2f} ms one thread. \"x best peer\" is the "
+                f"{par_fl['median_ms']:.2f} ms parallel (fastest pass {par_fl['min_ms']:.2f} ms), "
+                f"{one_fl['median_ms']:.2f} ms one thread (fastest {one_fl['min_ms']:.2f} ms); a "
+                "fastest pass far below the median means the memory bandwidth changed during "
+                "the run, and so may every ratio to the floor. \"x best peer\" is the "
                 "fastest peer's median time over fastact's faster target (above 1: fastact is "
                 "ahead); in brackets the middle half of the same ratio taken round by round "
                 "(each round times every implementation once, in shuffled order): a range "

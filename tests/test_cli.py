@@ -169,3 +169,4 @@ def test_bench_peer_ratio_quartiles_pair_rounds():
               "config": {}}  # fmt: skip
     md = _bench.format_markdown(result, "cmd")
     assert "| relu | 1.5e+03 | 1.50 | 8.00 | torch | 1.33 [0.88, 2.00] | - |" in md
+    assert "1000.00 ms parallel (fastest pass 1000.00 ms)" in md
