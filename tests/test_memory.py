@@ -53,15 +53,19 @@ def test_loop_index_is_64_bit_in_the_ir(name):
 
 
 def test_loop_runs_past_2_to_the_31():
-    # a whole number of the kernels' blocks: a tail block is staged through a small buffer,
-    # which on this self-aliasing view would count its elements once
-    n = 2**31 + 2 * getattr(_cpu, "BLOCK", 1)
-    buf = np.array([n + 10.0])
+    # Every element of this self-aliasing view is buf[0]. A kernel copies each block of x
+    # (BLOCK elements) before it writes the block's results, so each block takes 1 off
+    # buf[0] (out[i] = softshrink(x[i], 1) = x[i] - 1 for the whole block): buf[0] counts
+    # the blocks run. A whole number of blocks, past 2^31 elements (a count or an index
+    # truncated to 32 bits would run none, or a few).
+    n = 2**31 + 2 * _cpu.BLOCK
+    blocks = n // _cpu.BLOCK
+    buf = np.array([blocks + 10.0])
     view = as_strided(buf, shape=(n,), strides=(0,), writeable=True)
     assert view.size > 2**31 and view.flags.writeable
     kernel = _cpu.flat_kernel(F.softshrink, 1, False)
-    kernel(view, view, 1.0)  # out[i] = softshrink(x[i], 1) = x[i] - 1, all on buf[0]
-    assert buf[0] == 10.0, f"{n + 10 - buf[0]:.0f} iterations instead of {n}"
+    kernel(view, view, 1.0)
+    assert buf[0] == 10.0, f"{blocks + 10 - buf[0]:.0f} blocks instead of {blocks}"
 
 
 # ------------------------------------------------------------------ growth
