@@ -154,7 +154,7 @@ def _make(act: Activation, kind: str):
 
     nin = 2 if kind == "backward" else 1  # g·f'(x)
     to_new, in_place = D.SerialEntries(default, False, nin), D.SerialEntries(default, True, nin)
-    limit = (D.BACKWARD_THRESHOLD if kind == "backward" else D.PARALLEL_THRESHOLD)[act.family]
+    limit = D.parallel_threshold(act.family, backward=kind == "backward")
 
     def unary(x, *, out=None, target="auto", stream=None, **kw):
         if (

@@ -113,14 +113,18 @@ def wrap_result(res: np.ndarray, out, like=None):
     return res
 
 
+def parallel_threshold(family: str, backward: bool = False) -> int:
+    """The size from which target="auto" runs the parallel loop (backward: g·f'(x))."""
+    return (BACKWARD_THRESHOLD if backward else PARALLEL_THRESHOLD)[family]
+
+
 def choose_cpu_target(target: str, n: int, family: str, backward: bool = False) -> bool:
     """True for the parallel loop."""
     if target == "parallel":
         return True
     if target == "cpu":
         return False
-    limit = (BACKWARD_THRESHOLD if backward else PARALLEL_THRESHOLD)[family]
-    return n >= limit and _num_threads() > 1
+    return n >= parallel_threshold(family, backward) and _num_threads() > 1
 
 
 def _num_threads() -> int:
@@ -193,13 +197,8 @@ _TYPED: dict = {}
 def _fast_target(target: str, n: int, family: str, backward: bool = False):
     """True for the parallel loop, False for one thread, None for a target that is not
     "auto", "cpu" or "parallel" (the general path checks it)."""
-    if target == "auto":
-        limit = (BACKWARD_THRESHOLD if backward else PARALLEL_THRESHOLD)[family]
-        return n >= limit and _num_threads() > 1
-    if target == "cpu":
-        return False
-    if target == "parallel":
-        return True
+    if target == "auto" or target == "cpu" or target == "parallel":
+        return choose_cpu_target(target, n, family, backward)
     return None
 
 

@@ -42,8 +42,7 @@ class Activation:
     variants: dict[str, Formulas] = field(default_factory=dict)
     checks: tuple[tuple[str, Callable[[float], bool], str], ...] = ()
     y_checks: tuple[tuple[str, Callable[[float], bool], str], ...] = ()
-    # how much arithmetic per element, for target="auto" (_dispatch.PARALLEL_THRESHOLD and
-    # BACKWARD_THRESHOLD):
+    # how much arithmetic per element, for target="auto" (_dispatch.parallel_threshold):
     # "linear" (memory-bound), "light" (a little more, or a division), "transcendental",
     # "heavy" (mish, tanhshrink: exp-based with the most arithmetic)
     family: str = "transcendental"

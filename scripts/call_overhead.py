@@ -29,7 +29,7 @@ def auto_sizes(family: str, pass_: str) -> list[int]:
     1.4x it), and 10^4 and 10^6, far from it."""
     from fastact import _dispatch as D
 
-    t = (D.BACKWARD_THRESHOLD if pass_ == "backward" else D.PARALLEL_THRESHOLD)[family]
+    t = D.parallel_threshold(family, backward=pass_ == "backward")
     return sorted({10_000, round(0.7 * t), round(1.4 * t), 1_000_000})
 
 
