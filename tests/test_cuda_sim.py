@@ -317,10 +317,6 @@ def test_cuda_target_without_gpu_raises_runtime_error():
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stdout + p.stderr
 
 
-if __name__ == "__main__" and "--worker" in sys.argv:
-    _worker()
-
-
 def test_this_module_runs_on_one_worker(request):
     """Under pytest-xdist's ``--dist loadgroup`` the scheduler keeps an xdist_group on one
     worker by the group name that it appends to each node id; so this module's subprocess
@@ -328,3 +324,7 @@ def test_this_module_runs_on_one_worker(request):
     if not getattr(request.config.option, "loadgroup", False):
         pytest.skip("not run by pytest-xdist with --dist loadgroup")
     assert request.node.nodeid.endswith("@cuda_sim"), request.node.nodeid
+
+
+if __name__ == "__main__" and "--worker" in sys.argv:
+    _worker()
