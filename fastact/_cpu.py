@@ -301,11 +301,6 @@ def block_buffer(typingctx, like):
     return arrty(like), codegen
 
 
-@njit(**_OPTIONS)
-def _same(x, *p):
-    return x
-
-
 @functools.cache
 def _stages(fn):
     """``(prepare, finish)`` for formula ``fn``: the kernels compute a block as
@@ -340,15 +335,12 @@ def _stages(fn):
         from . import _piecewise
 
         table, far, finish = _piecewise.block_eval(split.table, BLOCK), split.far, split.finish
-        arg = split.arg or _same
+        arg = split.arg
 
-        def prepare(x, P, *p):
+        def from_u(u, x, P, *p):
             vm._inline_me()
-            wide_vectors()
-            u = block_buffer(x)
             some, every = False, True
             for i in range(BLOCK):
-                u[i] = arg(x[i], *p)
                 inside = vm.near(u[i])
                 some |= inside
                 every &= inside
@@ -357,6 +349,24 @@ def _stages(fn):
             if not every:
                 for i in range(BLOCK):
                     P[i] = P[i] if vm.near(u[i]) else far(x[i], *p)
+
+        from_u = njit(**_OPTIONS)(unique_name(from_u, f"{name}_from_u"))
+        if arg is None:  # u = x: the table reads the block itself (gelu 4-6% faster in cache)
+
+            def prepare(x, P, *p):
+                vm._inline_me()
+                wide_vectors()
+                from_u(x, x, P, *p)
+
+        else:
+
+            def prepare(x, P, *p):
+                vm._inline_me()
+                wide_vectors()
+                u = block_buffer(x)
+                for i in range(BLOCK):
+                    u[i] = arg(x[i], *p)
+                from_u(u, x, P, *p)
 
     return njit(**_OPTIONS)(unique_name(prepare, f"{name}_prepare")), finish
 
