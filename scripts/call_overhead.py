@@ -21,15 +21,14 @@ import time
 import numpy as np
 
 import fastact
+from fastact import _dispatch
 from fastact._registry import select_names
 
 
 def auto_sizes(family: str, pass_: str) -> list[int]:
     """Where the choice matters: either side of the family's threshold for the pass (0.7x and
     1.4x it), and 10^4 and 10^6, far from it."""
-    from fastact import _dispatch as D
-
-    t = D.parallel_threshold(family, backward=pass_ == "backward")
+    t = _dispatch.parallel_threshold(family, backward=pass_ == "backward")
     return sorted({10_000, round(0.7 * t), round(1.4 * t), 1_000_000})
 
 
