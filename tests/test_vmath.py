@@ -325,6 +325,42 @@ def test_flat_kernel_is_simd(fn, params):
         assert re.search(r"\bvscalefps\s+[^\n]*%[yz]mm", asm), f"{fn.__name__}: no vscalefps"
 
 
+# (formula, parameters, kernel factory, number of inputs, dtype): each of these once had its
+# block copy (x into the buffer, a loop) unrolled by LLVM into BLOCK scalar moves
+_COPY_CASES = [
+    (_formulas.hardtanh, (-1.0, 1.0), "flat_kernel", 1, np.float32),
+    (_formulas.hardtanh, (-1.0, 1.0), "inplace_kernel", 1, np.float32),
+    (_formulas.relu_grad, (), "flat_kernel", 2, np.float32),
+    (_formulas.tanh_grad, (), "flat_kernel", 2, np.float64),
+    (_formulas.sigmoid, (), "inplace_kernel", 1, np.float64),
+]
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="the check reads x86-64 assembly")
+@pytest.mark.parametrize(
+    "fn,params,factory,nin,dtype", _COPY_CASES,
+    ids=[f"{c[0].__name__}-{c[2]}-{np.dtype(c[4]).name}" for c in _COPY_CASES],
+)
+def test_block_copy_is_not_scalar(fn, params, factory, nin, dtype):
+    """The kernel has fewer scalar instructions of its dtype than a block has elements: a
+    block copied element by element (load and store each, 2 x BLOCK) made relu' into a new
+    array 3-4x slower in cache than in place."""
+    from numba import njit
+
+    from fastact import _cpu
+
+    kernel = getattr(_cpu, factory)(fn, nin, False)
+    disp = njit(**_cpu._OPTIONS)(kernel.py_func)  # afresh: a cached kernel has no assembly
+    x = np.linspace(-3, 3, 2 * _cpu.BLOCK, dtype=dtype)
+    arrays = [x.copy() for _ in range(nin + (factory == "flat_kernel"))]
+    disp(*arrays, *[dtype(p) for p in params])
+    asm = disp.inspect_asm(disp.signatures[0])
+    suffix = "ss" if dtype == np.float32 else "sd"
+    scalar = re.findall(rf"\bv\w+{suffix}\s", asm)
+    assert len(scalar) < _cpu.BLOCK, f"{len(scalar)} scalar instructions: a block copy unrolled"
+
+
 # ------------------------------------------- the portable forms (no AVX-512)
 @pytest.mark.skipif(bool(os.environ.get("FASTACT_NO_AVX512")), reason="this is the child run")
 def test_portable_forms_pass_the_same_tests():
