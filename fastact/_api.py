@@ -166,17 +166,19 @@ def _make(act: Activation, kind: str):
             flags = x.flags
             if flags.c_contiguous:
                 flat = x if x.ndim == 1 else x.reshape(-1)
-                if out is None or D.fast_out(out, x, x):
-                    e = to_new[x.dtype]
-                    if e is not None:
-                        res = np.empty_like(x) if out is None else out
-                        e[0](flat, res if res.ndim == 1 else res.reshape(-1), e[1])
-                        return res if res.ndim or out is not None else res[()]
-                elif out is x and flags.writeable:
-                    e = in_place[x.dtype]
+                if out is x:
+                    e = in_place[x.dtype] if flags.writeable else None
                     if e is not None:
                         e[0](flat, e[1])
                         return x
+                elif out is None or D.fast_out(out, x):
+                    e = to_new[x.dtype]
+                    # (the kernel returns False, doing nothing, if out overlaps x other than
+                    # element for element: the general path copies x)
+                    if e is not None:
+                        res = np.empty_like(x) if out is None else out
+                        if e[0](flat, res if res.ndim == 1 else res.reshape(-1), e[1]):
+                            return res if res.ndim or out is not None else res[()]
         formulas, p = resolve(kw)
         fn = getattr(formulas, pick)
         if stream is None:  # (the fast path takes only the CPU targets)
@@ -240,19 +242,19 @@ def _make(act: Activation, kind: str):
             if gflags.c_contiguous and x.flags.c_contiguous:
                 gf = grad if grad.ndim == 1 else grad.reshape(-1)
                 xf = x if x.ndim == 1 else x.reshape(-1)
+                # (the kernels return False, doing nothing, if an input overlaps the output
+                # other than element for element: the general path copies it)
                 if out is grad:
-                    # (the kernel returns False, doing nothing, if x overlaps g other than
-                    # element for element: the general path copies x)
                     if gflags.writeable:
                         e = in_place[x.dtype]
                         if e is not None and e[0](gf, xf, e[1]):
                             return grad
-                elif out is None or D.fast_out(out, x, grad, x):
+                elif out is None or D.fast_out(out, x):
                     e = to_new[x.dtype]
                     if e is not None:
                         res = np.empty_like(x) if out is None else out
-                        e[0](gf, xf, res if res.ndim == 1 else res.reshape(-1), e[1])
-                        return res if res.ndim or out is not None else res[()]
+                        if e[0](gf, xf, res if res.ndim == 1 else res.reshape(-1), e[1]):
+                            return res if res.ndim or out is not None else res[()]
         D.check_target(target)
         if (x is None) == (y is None):
             raise ValueError(f"{fname}: pass exactly one of x= (the input) and y= (the output)")

@@ -202,21 +202,21 @@ def _fast_target(target: str, n: int, family: str, backward: bool = False):
     return None
 
 
-def fast_out(out, like: np.ndarray, a: np.ndarray, b: np.ndarray | None = None) -> bool:
+def fast_out(out, like: np.ndarray) -> bool:
     """Whether ``out`` is an array the flat kernels can write as it is: a C-contiguous,
-    writeable ndarray of ``like``'s dtype object and shape that overlaps neither input."""
+    writeable ndarray of ``like``'s dtype object and shape. (The kernels themselves refuse
+    an ``out`` that overlaps an input other than element for element.)"""
     if type(out) is not _NDARRAY or out.dtype is not like.dtype or out.shape != like.shape:
         return False
     flags = out.flags
-    if not (flags.c_contiguous and flags.writeable) or np.may_share_memory(out, a):
-        return False
-    return b is None or not np.may_share_memory(out, b)
+    return flags.c_contiguous and flags.writeable
 
 
 def _entry(fn, nin: int, dt, parallel: bool, inplace: bool, arrays, tp):
     """Call the entry point of ``fn``'s flat kernel (``inplace``: the output is the first
     array) on the C-contiguous 1-D ``arrays``, compiling it on first use; return what the
-    kernel returns (False from a two-array in-place kernel: g and x overlap)."""
+    kernel returns (False from a flat kernel or a two-array in-place one: an input overlaps the
+    output other than element for element)."""
     slots = _ENTRY.get((fn, nin))
     if slots is None:
         slots = _ENTRY[fn, nin] = [None] * 8
@@ -250,7 +250,7 @@ def try_fast_unary(fn, x, out, params: tuple, family: str, target: str):
     if out is x:
         if not flags.writeable:
             return None
-    elif out is not None and not fast_out(out, x, x):
+    elif out is not None and not fast_out(out, x):
         return None
     tp = typed_params(params, dt) if params else ()
     flat = x if x.ndim == 1 else x.reshape(-1)
@@ -258,8 +258,10 @@ def try_fast_unary(fn, x, out, params: tuple, family: str, target: str):
         _entry(fn, 1, dt, parallel, True, (flat,), tp)
         return x
     res = np.empty_like(x) if out is None else out
-    _entry(fn, 1, dt, parallel, False, (flat, res if res.ndim == 1 else res.reshape(-1)), tp)
-    return res
+    # (the kernel does nothing if out overlaps x other than element for element)
+    if _entry(fn, 1, dt, parallel, False, (flat, res if res.ndim == 1 else res.reshape(-1)), tp):
+        return res
+    return None
 
 
 def try_fast_backward(fn, g, x, out, params: tuple, family: str, target: str):
@@ -276,16 +278,17 @@ def try_fast_backward(fn, g, x, out, params: tuple, family: str, target: str):
     if out is g:
         if not g.flags.writeable:
             return None
-    elif out is not None and not fast_out(out, x, g, x):
+    elif out is not None and not fast_out(out, x):
         return None
     tp = typed_params(params, dt) if params else ()
     gf = g if g.ndim == 1 else g.reshape(-1)
     xf = x if x.ndim == 1 else x.reshape(-1)
-    if out is g:  # (the kernel does nothing if x overlaps g other than element for element)
+    # (the kernels do nothing if an input overlaps the output other than element for element)
+    if out is g:
         return g if _entry(fn, 2, dt, parallel, True, (gf, xf), tp) else None
     res = np.empty_like(x) if out is None else out
-    _entry(fn, 2, dt, parallel, False, (gf, xf, res if res.ndim == 1 else res.reshape(-1)), tp)
-    return res
+    rf = res if res.ndim == 1 else res.reshape(-1)
+    return res if _entry(fn, 2, dt, parallel, False, (gf, xf, rf), tp) else None
 
 
 _NDARRAY = np.ndarray

@@ -346,6 +346,28 @@ def test_short_path_of_small_calls_matches_the_general_one(name):
             g, xs = (base[1:], base[:-1]) if shift > 0 else (base[:-1], base[1:])
             want = act.backward(g.copy(), xs.copy(), target="parallel")
             np.testing.assert_array_equal(act.backward(g, xs, out=g), want)
+        # into an out that overlaps g or x by a shift (the flat kernels refuse it, and the
+        # general path copies), or that is x itself, on one thread and on the parallel loop
+        for target in ("auto", "parallel"):
+            base = data(dtype, 400)  # (400 + the special values)
+            g, xs = base[:300].copy(), base[100:400]
+            want = act.backward(g, xs.copy())
+            for lo in (99, 101):  # out starts before x, after x
+                buf = base.copy()
+                o = buf[lo : lo + 300]
+                assert act.backward(g, buf[100:400], out=o, target=target) is o
+                np.testing.assert_array_equal(o, want, err_msg=f"out over x, {target}")
+                gb = np.concatenate([g[:100], g, g[:100]])  # g at gb[100:400]
+                o = gb[lo : lo + 300]
+                assert act.backward(gb[100:400], xs, out=o, target=target) is o
+                np.testing.assert_array_equal(o, want, err_msg=f"out over g, {target}")
+            xo = xs.copy()
+            assert act.backward(g, xo, out=xo, target=target) is xo
+            np.testing.assert_array_equal(xo, want, err_msg=f"out is x, {target}")
+            want = act.forward(base[1:].copy())
+            buf = base.copy()
+            np.testing.assert_array_equal(act.forward(buf[1:], out=buf[:-1], target=target),
+                                          want, err_msg=f"forward, out before x, {target}")
         with pytest.raises(ValueError, match="read-only"):
             gro = data(dtype, 61)
             gro.flags.writeable = False
