@@ -147,7 +147,8 @@ def _make(act: Activation, kind: str):
         return res
 
     # Small calls with the default parameters on C-contiguous float arrays (most calls) go
-    # straight to the compiled serial kernel: the fewest Python operations there are.
+    # straight to the compiled serial kernel: the fewest Python operations there are. (A new
+    # C-contiguous array comes from np.empty(shape, dtype): 50 ns less than np.empty_like.)
     def default():
         formulas, p = resolve({})
         return getattr(formulas, pick), p
@@ -176,7 +177,7 @@ def _make(act: Activation, kind: str):
                     # (the kernel returns False, doing nothing, if out overlaps x other than
                     # element for element: the general path copies x)
                     if e is not None:
-                        res = np.empty_like(x) if out is None else out
+                        res = np.empty(x.shape, x.dtype) if out is None else out
                         if e[0](flat, res if res.ndim == 1 else res.reshape(-1), e[1]):
                             return res if res.ndim or out is not None else res[()]
         formulas, p = resolve(kw)
@@ -252,7 +253,7 @@ def _make(act: Activation, kind: str):
                 elif out is None or D.fast_out(out, x):
                     e = to_new[x.dtype]
                     if e is not None:
-                        res = np.empty_like(x) if out is None else out
+                        res = np.empty(x.shape, x.dtype) if out is None else out
                         if e[0](gf, xf, res if res.ndim == 1 else res.reshape(-1), e[1]):
                             return res if res.ndim or out is not None else res[()]
         D.check_target(target)

@@ -257,7 +257,7 @@ def try_fast_unary(fn, x, out, params: tuple, family: str, target: str):
     if out is x:
         _entry(fn, 1, dt, parallel, True, (flat,), tp)
         return x
-    res = np.empty_like(x) if out is None else out
+    res = np.empty(x.shape, x.dtype) if out is None else out
     # (the kernel does nothing if out overlaps x other than element for element)
     if _entry(fn, 1, dt, parallel, False, (flat, res if res.ndim == 1 else res.reshape(-1)), tp):
         return res
@@ -286,7 +286,7 @@ def try_fast_backward(fn, g, x, out, params: tuple, family: str, target: str):
     # (the kernels do nothing if an input overlaps the output other than element for element)
     if out is g:
         return g if _entry(fn, 2, dt, parallel, True, (gf, xf), tp) else None
-    res = np.empty_like(x) if out is None else out
+    res = np.empty(x.shape, x.dtype) if out is None else out
     rf = res if res.ndim == 1 else res.reshape(-1)
     return res if _entry(fn, 2, dt, parallel, False, (gf, xf, rf), tp) else None
 
