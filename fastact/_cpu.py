@@ -40,7 +40,7 @@ def source_stamp() -> str:
 
     h = hashlib.sha256(f"{numba.__version__} scalef={_vmath._SCALEF}".encode())
     here = pathlib.Path(__file__).parent
-    for name in ("_formulas.py", "_vmath.py", "_piecewise.py", "_cpu.py"):
+    for name in ("_formulas.py", "_vmath.py", "_piecewise.py", "_cpu.py", "_ufunc_loop.py"):
         h.update((here / name).read_bytes())
     return h.hexdigest()[:16]
 
@@ -88,12 +88,13 @@ class _RobustCacheFile(IndexDataCacheFile):
             return None
 
 
-def _attach_cache(dispatcher) -> None:
-    """Enable the disk cache if some cache folder is writable; otherwise run uncached."""
+def attach_cache(compiled, pyfunc) -> None:
+    """Give ``compiled`` (a dispatcher or a C callback of ``pyfunc``) the disk cache if some
+    cache folder is writable; otherwise it runs uncached."""
     if os.environ.get("FASTACT_NO_CACHE"):
         return
     try:
-        dispatcher._cache = _StableCache(dispatcher.py_func)
+        compiled._cache = _StableCache(pyfunc)
     except RuntimeError:  # no writable cache locator: compile in memory only
         pass
 
@@ -102,7 +103,7 @@ def jit_kernel(pyfunc, name: str, parallel: bool):
     """``njit`` a kernel with fastact's options and a disk cache keyed by ``name`` and the
     source stamp (so edits to formulas or the math layer recompile). Names must be unique."""
     disp = njit(parallel=parallel, **_OPTIONS)(unique_name(pyfunc, name))
-    _attach_cache(disp)
+    attach_cache(disp, disp.py_func)
     if parallel and not concurrent_launch_ok():
         return _TakingTurns(disp)
     return disp

@@ -296,14 +296,53 @@ def _check_backward_paths(act, a, dtype, what):
     np.testing.assert_array_equal(b, act.backward(dense(a), dense(a), target="parallel"))
 
 
+def _ufunc_closure(fn) -> dict:
+    """The ``SerialUfuncs`` a public function closes over."""
+    from fastact import _dispatch
+
+    (found,) = [
+        c.cell_contents for c in fn.__closure__
+        if isinstance(c.cell_contents, _dispatch.SerialUfuncs)
+    ]
+    return found
+
+
+def _rebuilt(act, monkeypatch, ufunc: bool):
+    """A copy of ``act`` with public functions of its own, built with or without the ufunc
+    of the small calls (without: what machines other than x86-64 run)."""
+    import copy
+
+    from fastact import _api, _ufunc_loop
+
+    monkeypatch.setattr(_ufunc_loop, "AVAILABLE", ufunc and _ufunc_loop.AVAILABLE)
+    twin = copy.copy(act)
+    _api.build(twin)
+    return twin
+
+
+@pytest.mark.parametrize("ufunc", [True, False], ids=["ufunc", "entry points"])
 @pytest.mark.parametrize("name", ["relu", "softplus"])
-def test_short_path_of_small_calls_matches_the_general_one(name):
-    """Small calls with the default parameters on C-contiguous float arrays skip the general
-    path (``_dispatch.SerialEntries``, ``try_fast_unary``, ``try_fast_backward``); every form
-    of input, forward, grad and backward, into a new array, in place or into out=, gives
-    what the general path (target="parallel", or a strided view) gives; overlapping arrays
-    are as if not overlapping; read-only input is refused."""
-    act = fastact.ACTIVATIONS[name]
+def test_short_path_of_small_calls_matches_the_general_one(name, ufunc, monkeypatch):
+    """Small calls with the default parameters on float arrays skip the general path: a
+    NumPy ufunc whose loop is the one-thread kernel (``_dispatch.SerialUfuncs``), or where
+    none can be built, ``try_fast_unary`` and ``try_fast_backward``. Every form of input,
+    forward, grad and backward, into a new array, in place or into out=, gives what the
+    general path (target="parallel", or a strided view) gives; overlapping arrays are as if
+    not overlapping; read-only input is refused."""
+    from fastact import _ufunc_loop
+
+    if ufunc and not _ufunc_loop.AVAILABLE:
+        pytest.skip("no ufunc for small calls on this CPU (it needs x86-64's MXCSR)")
+    from fastact import _dispatch
+
+    act = _rebuilt(fastact.ACTIVATIONS[name], monkeypatch, ufunc)
+    f32 = np.dtype(np.float32)
+    for _ in range(_dispatch.SerialUfuncs.WARM_CALLS - 1):  # (the first calls: no ufunc)
+        act.forward(data(np.float32, 8))
+    assert f32 not in _ufunc_closure(act.forward)
+    act.forward(data(np.float32, 8))
+    assert (type(_ufunc_closure(act.forward)[f32]) is np.ufunc) is ufunc
+    monkeypatch.setattr(_dispatch.SerialUfuncs, "WARM_CALLS", 1)  # every call below
     for dtype in (np.float32, np.float64):
         x = data(dtype, 61)
         ref = act.forward(x, target="parallel")
@@ -415,6 +454,6 @@ def test_auto_takes_the_parallel_loop_from_the_threshold_of_its_family_and_pass(
     np.testing.assert_array_equal(g, want_g)
     assert seen == [(2, True)]
     y = x.copy()
-    fastact.relu_(y)  # below the forward threshold: the serial entry, not _entry
-    assert seen == [(2, True)]
+    fastact.relu_(y)  # below the forward threshold: one thread (the serial ufunc, once warm)
+    assert seen in ([(2, True)], [(2, True), (1, False)])
     np.testing.assert_array_equal(y, want_y)
