@@ -96,6 +96,37 @@ def test_binary_step_derivative_is_zero_but_nan():
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("name", ["relu", "softplus", "gelu", "mish", "hardswish"])
+def test_special_values_raise_no_warning(name, dtype, monkeypatch):
+    """The formulas handle ±inf, NaN, overflow and subnormals by selects, so the floating-point
+    flags they raise on the way (inf - inf in a branch not taken; NaN compared in relu) mean
+    nothing: no call warns, as np.tanh(np.inf) does not, in every form the small calls take
+    (their ufunc clears the flags NumPy would report), strided too. (Five activations whose
+    kernels raise every flag: each compiles its ufuncs.)"""
+    import warnings
+
+    from fastact import _dispatch
+
+    monkeypatch.setattr(_dispatch.SerialUfuncs, "WARM_CALLS", 1)  # the ufunc from the start
+    act = fastact.ACTIVATIONS[name]
+    fi = np.finfo(dtype)
+    x = np.array([np.inf, -np.inf, np.nan, fi.max, -fi.max, 1e4, -1e4, 100, -100, 0, -0.0,
+                  fi.smallest_subnormal, -fi.tiny, 1, -1] * 5, dtype)
+    g = np.linspace(-fi.max, fi.max, x.size).astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for a, b in ((x, g), (x[::-2], g[::2])):
+            act.forward(a)
+            act.forward(a, out=np.empty_like(a))
+            act.forward_(a.copy())
+            act.grad(a)
+            act.backward(b, a)
+            h = b.copy()
+            act.backward(h, a, out=h)
+            act.backward(b, a, target="parallel")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 def test_subnormal_inputs_are_not_flushed(dtype):
     tiny = np.finfo(dtype).smallest_subnormal
     x = np.array([tiny * 3, -tiny * 5], dtype)
