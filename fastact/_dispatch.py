@@ -308,9 +308,10 @@ class SerialUfuncs(dict):
 
     None for dtypes other than float32 and float64, where no such ufunc can be built, and
     for the first ``WARM_CALLS - 1`` calls of each dtype: the calls then take
-    ``try_fast_unary``/``try_fast_backward`` (the same kernels). Compiling the ufunc takes
-    1-2 s more than the kernel alone; a function called a few times does not pay it, a
-    training loop pays it once (later processes load it from the disk cache)."""
+    ``try_fast_unary``/``try_fast_backward`` (the same kernels). Building the ufunc compiles
+    both the flat and the in-place kernel and the loop, 0.5-3 s the first time on a machine;
+    a function called a few times does not pay it, a training loop pays it once (later
+    processes load all three from the disk cache)."""
 
     WARM_CALLS = 16
 
