@@ -15,6 +15,7 @@ from . import _dispatch as D
 from ._registry import Activation
 
 _NDARRAY = np.ndarray
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 _DOC = """{title}
 
@@ -166,7 +167,10 @@ def _make(act: Activation, kind: str):
             and stream is None
             and (target == "cpu" or target == "auto" and x.size < limit)
         ):
-            uf = ufuncs[x.dtype]
+            dt = x.dtype
+            uf = ufuncs.f32 if dt is _F32 else ufuncs.f64 if dt is _F64 else None
+            if uf is None:
+                uf = ufuncs.warm(dt)
             if uf is not None:
                 if out is None:
                     return uf(x)
@@ -201,7 +205,10 @@ def _make(act: Activation, kind: str):
             and stream is None
             and (target == "cpu" or target == "auto" and x.size < limit)
         ):
-            uf = ufuncs[x.dtype]
+            dt = x.dtype
+            uf = ufuncs.f32 if dt is _F32 else ufuncs.f64 if dt is _F64 else None
+            if uf is None:
+                uf = ufuncs.warm(dt)
             if uf is not None:
                 try:
                     return uf(x, x)
@@ -234,7 +241,9 @@ def _make(act: Activation, kind: str):
         ):
             if out is grad:  # in place: the result has grad's shape (x broadcasts to it)
                 if target == "cpu" or target == "auto" and grad.size < limit:
-                    uf = ufuncs[dt]
+                    uf = ufuncs.f32 if dt is _F32 else ufuncs.f64 if dt is _F64 else None
+                    if uf is None:
+                        uf = ufuncs.warm(dt)
                     if uf is not None:
                         try:
                             return uf(grad, x, grad)
@@ -243,7 +252,9 @@ def _make(act: Activation, kind: str):
             elif (target == "cpu" or target == "auto" and x.size < limit) and (
                 grad.shape == x.shape  # (broadcasting: the general path)
             ):
-                uf = ufuncs[dt]
+                uf = ufuncs.f32 if dt is _F32 else ufuncs.f64 if dt is _F64 else None
+                if uf is None:
+                    uf = ufuncs.warm(dt)
                 if uf is not None:
                     if out is None:
                         return uf(grad, x)

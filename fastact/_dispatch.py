@@ -299,16 +299,18 @@ _NDARRAY = np.ndarray
 _ENTRY: dict = {}
 
 
-class SerialUfuncs(dict):
-    """dtype -> the one-thread ufunc (``_ufunc_loop.serial_ufunc``) of a formula over ``nin``
-    inputs (x, or g and x for g·f'(x)) with its default parameters: ``uf(*inputs)`` into a
-    new array, ``uf(*inputs, out)`` into out (in place when out is the first input). NumPy's
-    C code checks the arguments, allocates and applies its overlap rules, in about 0.45 µs a
-    call: the public functions' shortest path. ``default()`` gives (formula, parameters).
+class SerialUfuncs:
+    """The one-thread ufuncs (``_ufunc_loop.serial_ufunc``) of a formula over ``nin`` inputs
+    (x, or g and x for g·f'(x)) with its default parameters, ``f32`` and ``f64`` (None until
+    built): ``uf(*inputs)`` into a new array, ``uf(*inputs, out)`` into out (in place when out
+    is the first input). NumPy's C code checks the arguments, allocates and applies its
+    overlap rules, in about 0.45 µs a call: the public functions' shortest path, which picks
+    the ufunc by the identity of the array's dtype (hashing a dtype for a dict lookup cost
+    0.05 µs a call). ``default()`` gives (formula, parameters).
 
-    None for dtypes other than float32 and float64, where no such ufunc can be built, and
-    for the first ``WARM_CALLS - 1`` calls of each dtype: the calls then take
-    ``try_fast_unary``/``try_fast_backward`` (the same kernels). Building the ufunc compiles
+    A call that finds no ufunc calls ``warm(dtype)``, which builds it at the ``WARM_CALLS``-th
+    such call of float32 or float64 (before that, and for other dtypes, the calls take
+    ``try_fast_unary``/``try_fast_backward``: the same kernels). Building the ufunc compiles
     both the flat and the in-place kernel and the loop, 0.5-3 s the first time on a machine;
     a function called a few times does not pay it, a training loop pays it once (later
     processes load all three from the disk cache)."""
@@ -316,23 +318,29 @@ class SerialUfuncs(dict):
     WARM_CALLS = 16
 
     def __init__(self, default, nin: int = 1):
-        super().__init__()
+        self.f32 = self.f64 = None
         self._default = default
         self._nin = nin
-        self._calls: dict = {}
+        self._calls = {_F32: 0, _F64: 0}
 
-    def __missing__(self, dt):
-        calls = self._calls[dt] = self._calls.get(dt, 0) + 1
+    def warm(self, dt):
+        """Count a call of dtype ``dt`` that found no ufunc; the ufunc if it is built now."""
+        if dt is not _F32 and dt is not _F64:  # (an equal dtype with metadata, say)
+            return None
+        calls = self._calls[dt] = self._calls[dt] + 1
         if calls < self.WARM_CALLS:
             return None
-        res = None
-        if dt == _F32 or dt == _F64:
-            from . import _ufunc_loop
+        from . import _ufunc_loop
 
-            fn, params = self._default()
-            compute = _COMPUTE[dt.str[1:]]
-            res = _ufunc_loop.serial_ufunc(fn, self._nin, compute, typed_params(params, compute))
-        self[dt] = res
+        fn, params = self._default()
+        compute = _COMPUTE[dt.str[1:]]
+        res = _ufunc_loop.serial_ufunc(fn, self._nin, compute, typed_params(params, compute))
+        if res is None:  # none can be built here (not x86-64): stop trying
+            self._calls[dt] = -(1 << 62)
+        elif dt is _F32:
+            self.f32 = res
+        else:
+            self.f64 = res
         return res
 
 
