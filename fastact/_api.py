@@ -152,7 +152,8 @@ def _make(act: Activation, kind: str):
     # called a few times: NumPy's C code checks the arrays, allocates and applies its overlap
     # rules (a Python version of those costs about 0.5 µs, half a 1,000-element call).
     # Anything it refuses (a read-only out, one of a dtype it cannot cast to) takes the
-    # general path, which says what is wrong.
+    # general path, which says what is wrong. The ufunc is picked inline, by the identity of
+    # the dtype: a helper method would cost 0.05 µs a call, a dict lookup by dtype as much.
     def default():
         formulas, p = resolve({})
         return getattr(formulas, pick), p
