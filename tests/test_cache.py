@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import stat
 import subprocess
@@ -282,3 +283,42 @@ def test_kernels_compiled_by_different_processes_keep_their_own_code(work):
         out = child(*names)
         assert loaded(out)
         assert json.loads(out.strip().splitlines()[-1]) == want
+
+
+UFUNC_CHILD = r"""
+import numpy as np
+import fastact
+from fastact import _dispatch, _ufunc_loop
+
+x = np.linspace(-4, 4, 203).astype(np.float32)[::-1]  # (strided: the loop's block path too)
+g = np.ones_like(x)
+for _ in range(_dispatch.SerialUfuncs.WARM_CALLS):
+    y = fastact.relu_(x.copy())
+    b = fastact.relu_backward(g, x)
+print(_ufunc_loop._build.cache_info().currsize,
+      np.array_equal(y, np.maximum(x, 0)), np.array_equal(b, (x > 0).astype(np.float32)),
+      np.array_equal(fastact.relu(x), np.maximum(x, 0)))
+"""
+
+
+@pytest.mark.skipif(
+    platform.machine().lower() not in ("x86_64", "amd64"),
+    reason="the small-call ufunc is built on x86-64 only (its loop clears the MXCSR flags)",
+)
+def test_small_call_ufunc_loops_are_cached_and_reused(work):
+    """The ufuncs of the small calls (``_ufunc_loop``), forward and backward: their loops
+    are saved to the disk cache by the first process, loaded by the next, and the loaded
+    loops (which find the kernels through addresses handed to them at run time) compute
+    the same values."""
+    src = copy_package(work)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "FASTACT_"))}
+    env.update(PYTHONPATH=str(src), HOME=str(work), NUMBA_CACHE_DIR=str(work / "nc"),
+               NUMBA_DEBUG_CACHE="1")  # fmt: skip
+    for verb in ("saved to", "loaded from"):
+        proc = subprocess.run([sys.executable, "-c", UFUNC_CHILD], cwd=src, env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        lines = proc.stdout.strip().splitlines()
+        assert lines[-1].split() == ["2", "True", "True", "True"], lines[-1]
+        for loop in ("relu_uf1_float32", "relu_grad_uf2_float32"):
+            assert any(f"data {verb}" in ln and loop in ln for ln in lines), (verb, loop)
