@@ -23,8 +23,9 @@ TARGETS = ("auto", "cpu", "parallel", "cuda")
 # sigmoid, elu 11-16 K; softsign, hardsigmoid 40-45 K; relu, hardshrink 45-50 K. Runs differ
 # by a factor of about 1.3 near a crossover. Since the small-call ufunc (a one-thread call
 # 0.3 µs cheaper), two runs put mish and tanhshrink at 8-20 K forward and 8-15.5 K backward
-# (tanhshrink' the highest): "heavy" is 12 K for both passes, where the worst cell of
-# either run was 1.12x the better target, against 1.2-1.9x at 8 K.
+# (tanhshrink' the highest): "heavy" is 12 K for both passes. At 8 K, "auto" ran
+# tanhshrink' at 10^4 1.17-1.51x slower than one thread; at 12 K, 1.01-1.04x, and every cell
+# of call_overhead.py where "auto" and the better target run different code was within 1.10.
 PARALLEL_THRESHOLD = {"heavy": 12_288, "transcendental": 14_336, "light": 51_200, "linear": 112_640}
 BACKWARD_THRESHOLD = {"heavy": 12_288, "transcendental": 14_336, "light": 43_008, "linear": 47_104}
 
