@@ -15,7 +15,7 @@ from . import _dispatch as D
 from ._registry import Activation
 
 _NDARRAY = np.ndarray
-_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+_F32, _F64 = D._F32, D._F64  # (the fast paths compare dtypes by identity)
 
 _DOC = """{title}
 

@@ -503,14 +503,23 @@ def ufunc(fn, nin: int, nparams: int, dtype: np.dtype):
     return vectorize([sig])(_ELEMENT[nin, nparams](fn))
 
 
+def flat_overload(kernel, dtype: np.dtype, narrays: int):
+    """The compile result of ``kernel`` whose first ``narrays`` arguments are contiguous 1-D
+    ``dtype`` arrays (the rest: the parameters, typed for that dtype), or None."""
+    arr = numba.types.Array(numba.from_dtype(dtype), 1, "C")
+    for sig, cres in kernel.overloads.items():
+        if all(t == arr for t in sig[:narrays]):
+            return cres
+    return None
+
+
 def entry_point(kernel, dtype: np.dtype, narrays: int):
     """The compiled entry point of a flat kernel whose first ``narrays`` arguments are
     contiguous 1-D ``dtype`` arrays (called as ``entry(*arrays, params_tuple)``), or a call
     through the dispatcher if it has no such overload."""
-    arr = numba.types.Array(numba.from_dtype(dtype), 1, "C")
-    for sig, cres in kernel.overloads.items():
-        if all(t == arr for t in sig[:narrays]):
-            return taking_turns(kernel, cres.entry_point)
+    cres = flat_overload(kernel, dtype, narrays)
+    if cres is not None:
+        return taking_turns(kernel, cres.entry_point)
     return lambda *a: kernel(*a[:-1], *a[-1])
 
 

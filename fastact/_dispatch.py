@@ -337,8 +337,7 @@ class SerialUfuncs:
         from . import _ufunc_loop
 
         fn, params = self._default()
-        compute = _COMPUTE[dt.str[1:]]
-        res = _ufunc_loop.serial_ufunc(fn, self._nin, compute, typed_params(params, compute))
+        res = _ufunc_loop.serial_ufunc(fn, self._nin, dt, typed_params(params, dt))
         if res is None:  # none can be built here (not x86-64): stop trying
             self._calls[dt] = -(1 << 62)
         elif dt is _F32:

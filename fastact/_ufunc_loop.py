@@ -29,7 +29,6 @@ import functools
 import hashlib
 import platform
 
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import carray, types
@@ -188,13 +187,9 @@ def _native(kernel, dtype: np.dtype, narrays: int, params: tuple):
     contiguous 1-D ``dtype`` arrays and ``params`` (compiled, or loaded from the disk cache,
     now if need be)."""
     kernel(*[np.empty(0, dtype)] * narrays, *params)
-    arr = types.Array(numba.from_dtype(dtype), 1, "C")
-    for args, cres in kernel.overloads.items():
-        if args[:narrays] == (arr,) * narrays and len(args) == narrays + 1:
-            if tuple(args[-1]) == tuple(numba.typeof(params)):  # (star args: a tuple)
-                lib = cres.library
-                return lib.get_pointer_to_function(cres.fndesc.llvm_func_name), cres.signature, lib
-    raise LookupError(f"no compiled {kernel} for {narrays} {dtype} arrays")
+    cres = _cpu.flat_overload(kernel, dtype, narrays)
+    lib = cres.library
+    return lib.get_pointer_to_function(cres.fndesc.llvm_func_name), cres.signature, lib
 
 
 def serial_ufunc(fn, nin: int, dtype: np.dtype, params: tuple):
