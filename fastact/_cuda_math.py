@@ -243,6 +243,12 @@ def tanh2_near(a):
 
 
 @device
+def tanh_near(a):
+    """tanh a."""
+    return tanh(a)
+
+
+@device
 def mishd_near(x):
     """mish'(x) = t(4(1+x) + t(6 + 4x + t(4+t)))/D², D = t(t+2) + 2, t = e^x."""
     T = type(x)

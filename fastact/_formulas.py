@@ -39,6 +39,18 @@ def _finite_or_zero(v):
     return v if abs(v) < math.inf else type(v)(0)
 
 
+class Split(NamedTuple):
+    """A formula written fn(x, *p) = finish(x, P, *p), P = table.scalar(|u|) where
+    ``vm.near(u)`` and far(x, *p) elsewhere, u = arg(x, *p) (x itself if arg is None). The
+    CPU kernels evaluate the table for a whole block at once where every element is near
+    (``_piecewise.block_eval``), which is the same P bit for bit."""
+
+    table: object
+    far: object
+    finish: object
+    arg: object = None
+
+
 # ------------------------------------------------------------------ binary step
 @scalar
 def binary_step(x):
@@ -89,8 +101,25 @@ def sigmoid_grad_y(y):
 
 # ------------------------------------------------------------------------ tanh
 @scalar
+def _tanh_far(x):
+    """tanh |x| (NaN for NaN)."""
+    return vm.tanh(abs(x))
+
+
+@scalar
+def _tanh_finish(x, P):
+    """P = tanh |x| with the sign of x (x itself for ±0 and NaN)."""
+    return -P if x < 0 else (P if x > 0 else x)
+
+
+@scalar
 def tanh(x):
-    return vm.tanh(x)
+    """tanh x: tanh |x| from a table near 0 (float32), elsewhere ``vm.tanh``; signed after."""
+    P = vm.tanh_near(abs(x)) if vm.near(x) else _tanh_far(x)
+    return _tanh_finish(x, P)
+
+
+tanh.split = Split(vm.TANH, _tanh_far, _tanh_finish)
 
 
 @scalar
@@ -215,18 +244,6 @@ def _gauss_tail(x):
     a = a if a < T(40) else T(40)
     hi, lo = vm.sq_split(a)
     return a, T(-0.5) * hi, T(-0.5) * lo
-
-
-class Split(NamedTuple):
-    """A formula written fn(x, *p) = finish(x, P, *p), P = table.scalar(|u|) where
-    ``vm.near(u)`` and far(x, *p) elsewhere, u = arg(x, *p) (x itself if arg is None). The
-    CPU kernels evaluate the table for a whole block at once where every element is near
-    (``_piecewise.block_eval``), which is the same P bit for bit."""
-
-    table: object
-    far: object
-    finish: object
-    arg: object = None
 
 
 @scalar

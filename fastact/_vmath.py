@@ -893,6 +893,7 @@ LOG1PEXP = _piecewise.Table("log1pexp", _piecewise.LOG1PEXP_ROWS, fma, _AVX512)
 XMTANH3 = _piecewise.Table("xmtanh3", _piecewise.XMTANH3_ROWS, fma, _AVX512)
 SILUQ = _piecewise.Table("siluq", _piecewise.SILUQ_ROWS, fma, _AVX512)
 TANH2 = _piecewise.Table("tanh2", _piecewise.TANH2_ROWS, fma, _AVX512)
+TANH = _piecewise.Table("tanh", _piecewise.TANH_ROWS, fma, _AVX512)
 MISHD = _piecewise.Table("mishd", _piecewise.MISHD_ROWS, fma, _AVX512, signed=True)
 
 
@@ -938,6 +939,11 @@ def tanh2_near(a):
     return type(a)((math.tanh(u) / u) ** 2 if u else 1.0)
 
 
+def tanh_near(a):
+    """tanh a for 0 <= a < NEAR, from ``TANH``."""
+    return type(a)(math.tanh(float(a)))
+
+
 def mishd_near(x):
     """mish'(x) for |x| < NEAR, from the signed table ``MISHD``."""
     u = float(x)
@@ -954,4 +960,5 @@ overload(log1pexp_near, jit_options=_JIT, inline="always")(lambda a: LOG1PEXP.sc
 overload(xmtanh3_near, jit_options=_JIT, inline="always")(lambda a: XMTANH3.scalar)
 overload(siluq_near, jit_options=_JIT, inline="always")(lambda a: SILUQ.scalar)
 overload(tanh2_near, jit_options=_JIT, inline="always")(lambda a: TANH2.scalar)
+overload(tanh_near, jit_options=_JIT, inline="always")(lambda a: TANH.scalar)
 overload(mishd_near, jit_options=_JIT, inline="always")(lambda x: MISHD.scalar)

@@ -177,6 +177,7 @@ PIECEWISE = {
     "siluq": lambda a: (1 - a / (1 + mp.exp(-a))) / (1 + mp.exp(a)),
     # tanh²(a)/a²: tanhshrink''s (1 at 0); relative
     "tanh2": lambda a: (mp.tanh(a) / a) ** 2 if a else mp.mpf(1),
+    "tanh": mp.tanh,  # tanh a: tanh's (0 at 0); relative
 }
 
 
