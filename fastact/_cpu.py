@@ -376,20 +376,20 @@ def _stages(fn):
         from . import _piecewise
 
         table, far, finish = _piecewise.block_eval(split.table, BLOCK), split.far, split.finish
-        arg = split.arg
+        arg, near = split.arg, split.near or vm.near
 
         def from_u(u, x, P, *p):
             vm._inline_me()
             some, every = False, True
             for i in range(BLOCK):
-                inside = vm.near(u[i])
+                inside = near(u[i])
                 some |= inside
                 every &= inside
             if some:
                 table(u, P)
             if not every:
                 for i in range(BLOCK):
-                    P[i] = P[i] if vm.near(u[i]) else far(x[i], *p)
+                    P[i] = P[i] if near(u[i]) else far(x[i], *p)
 
         from_u = njit(**_OPTIONS)(unique_name(from_u, f"{name}_from_u"))
         if arg is None:  # u = x: the table reads the block itself (gelu 4-6% faster in cache)

@@ -70,6 +70,12 @@ def fma(a, b, c):
 
 
 @device
+def copysign(a, b):
+    """|a| with the sign of b."""
+    return math.copysign(a, b)
+
+
+@device
 def sq_split(x):
     """(hi, lo) with hi = fl(x*x) and hi + lo = x*x exactly."""
     hi = x * x
@@ -203,6 +209,12 @@ def near(x):
 
 
 @device
+def tabled(x):
+    """False: no tables on the GPU."""
+    return False
+
+
+@device
 def xphi_near(a):
     """a·Φ(-a)."""
     T = type(a)
@@ -243,7 +255,7 @@ def tanh2_near(a):
 
 
 @device
-def tanh_near(a):
+def tanh_table(a):
     """tanh a."""
     return tanh(a)
 

@@ -41,7 +41,8 @@ def _finite_or_zero(v):
 
 class Split(NamedTuple):
     """A formula written fn(x, *p) = finish(x, P, *p), P = table.scalar(|u|) where
-    ``vm.near(u)`` and far(x, *p) elsewhere, u = arg(x, *p) (x itself if arg is None). The
+    ``near(u)`` and far(x, *p) elsewhere, u = arg(x, *p) (x itself if arg is None), near
+    ``vm.near`` unless given (``vm.tabled`` for a table that covers every float32). The
     CPU kernels evaluate the table for a whole block at once where every element is near
     (``_piecewise.block_eval``), which is the same P bit for bit."""
 
@@ -49,6 +50,7 @@ class Split(NamedTuple):
     far: object
     finish: object
     arg: object = None
+    near: object = None
 
 
 # ------------------------------------------------------------------ binary step
@@ -108,18 +110,19 @@ def _tanh_far(x):
 
 @scalar
 def _tanh_finish(x, P):
-    """P = tanh |x| with the sign of x (x itself for ±0 and NaN)."""
-    return -P if x < 0 else (P if x > 0 else x)
+    """P = tanh |x| with the sign of x (P is ±0 and NaN where x is)."""
+    return vm.copysign(P, x)
 
 
 @scalar
 def tanh(x):
-    """tanh x: tanh |x| from a table near 0 (float32), elsewhere ``vm.tanh``; signed after."""
-    P = vm.tanh_near(abs(x)) if vm.near(x) else _tanh_far(x)
+    """tanh x: tanh |x| from a table that covers every float32, ``vm.tanh`` for float64;
+    signed after."""
+    P = vm.tanh_table(abs(x)) if vm.tabled(x) else _tanh_far(x)
     return _tanh_finish(x, P)
 
 
-tanh.split = Split(vm.TANH, _tanh_far, _tanh_finish)
+tanh.split = Split(vm.TANH, _tanh_far, _tanh_finish, near=vm.tabled)
 
 
 @scalar

@@ -20,6 +20,11 @@ Two evaluations, which give the same bits for every a below NEAR:
   NEAR); a signed table takes two lookups per coefficient and a blend by sign. Elsewhere
   it is a loop of ``scalar``; for float64 (no tables) it does nothing.
 
+A table with a ``top`` covers every a >= 0: its last piece runs from u⁻¹(30.5) to top, and a
+is clamped to top and j to 31 first, so a >= top gives p_31(top - c_31), which the fit
+makes f(top) correctly rounded (NaN gives NaN). tanh, which rounds to 1 from 9.01 on, is such a
+table, so its float32 kernels have no other path.
+
 j is the low bits of y = a·(2 + a/4) + 1.5·2^23 (two FMAs; the last rounds to an integer).
 The fits (``python tests/_vmath_fit.py xphi 7``) are minimax in relative error on each piece.
 """
@@ -521,8 +526,9 @@ TANH2_ROWS = (
 )
 
 
-# tanh a: tanh's, with the sign of x outside the table. Within 2^-25.2 (relative) of it
-# (``python tests/_vmath_fit.py tanh 6``).
+# tanh a for every a >= 0 (its last piece runs to 9.125; 1 beyond, where float32 tanh is 1
+# from 9.01 on): tanh's, with the sign of x outside the table. Within 2^-25.2 (relative)
+# of it (``python tests/_vmath_fit.py tanh 6``).
 TANH_ROWS = (
     (  # t^0
         0.0, 0.43992352, 0.7158006, 0.85951954,
@@ -542,7 +548,7 @@ TANH_ROWS = (
         0.00020299053, 0.00013050826, 8.478334e-05, 5.561491e-05,
         3.6813653e-05, 2.4576548e-05, 1.6538956e-05, 1.1214297e-05,
         7.658302e-06, 5.2653277e-06, 3.6433403e-06, 2.536402e-06,
-        1.7760423e-06, 1.2505129e-06, 8.851455e-07, 6.296983e-07,
+        1.7760423e-06, 1.2505129e-06, 8.851455e-07, 6.297263e-07,
     ),
     (  # t^2
         -1.3552129e-06, -0.35478592, -0.34904608, -0.2245289,
@@ -552,7 +558,7 @@ TANH_ROWS = (
         -0.00020296992, -0.00013049974, -8.477975e-05, -5.5613364e-05,
         -3.6812977e-05, -2.4576246e-05, -1.653882e-05, -1.1214234e-05,
         -7.658272e-06, -5.2653136e-06, -3.6433337e-06, -2.5363988e-06,
-        -1.7760407e-06, -1.2505121e-06, -8.851451e-07, -6.296981e-07,
+        -1.7760407e-06, -1.2505121e-06, -8.851451e-07, -6.2916035e-07,
     ),
     (  # t^3
         -0.33326724, -0.11279721, 0.08728995, 0.10591696,
@@ -562,7 +568,7 @@ TANH_ROWS = (
         0.00013528546, 8.6988264e-05, 5.651492e-05, 3.707344e-05,
         2.4541036e-05, 1.6383734e-05, 1.102568e-05, 7.476062e-06,
         5.105469e-06, 3.5101862e-06, 2.4288775e-06, 1.6909264e-06,
-        1.1840237e-06, 8.336729e-07, 5.900957e-07, 4.197981e-07,
+        1.1840237e-06, 8.336729e-07, 5.900957e-07, 4.1467612e-07,
     ),
     (  # t^4
         -0.0011825878, 0.16796187, 0.053907063, -0.016195808,
@@ -572,7 +578,7 @@ TANH_ROWS = (
         -6.761508e-05, -4.3482672e-05, -2.8252607e-05, -1.8534623e-05,
         -1.2269594e-05, -8.191451e-06, -5.5126498e-06, -3.7379423e-06,
         -2.5526924e-06, -1.7550727e-06, -1.2144287e-06, -8.4545815e-07,
-        -5.920093e-07, -4.168351e-07, -2.950471e-07, -2.0989866e-07,
+        -5.920093e-07, -4.168351e-07, -2.950471e-07, -1.9381342e-07,
     ),
     (  # t^5
         0.14296089, -0.016161919, -0.056146834, -0.01588213,
@@ -582,7 +588,7 @@ TANH_ROWS = (
         2.7080274e-05, 1.7418479e-05, 1.1318626e-05, 7.425648e-06,
         4.9156497e-06, 3.28173e-06, 2.208455e-06, 1.4974221e-06,
         1.0225683e-06, 7.0302514e-07, 4.864405e-07, 3.386353e-07,
-        2.37111e-07, 1.6694413e-07, 1.18163335e-07, 8.4059394e-08,
+        2.37111e-07, 1.6694413e-07, 1.18163335e-07, 5.983124e-08,
     ),
     (  # t^6
         -0.036617015, -0.056617353, 0.013637699, 0.013911533,
@@ -592,7 +598,7 @@ TANH_ROWS = (
         -9.023904e-06, -5.8071796e-06, -3.7746145e-06, -2.4767521e-06,
         -1.639705e-06, -1.094723e-06, -7.3670606e-07, -4.9951313e-07,
         -3.4110485e-07, -2.3450735e-07, -1.6225742e-07, -1.12952456e-07,
-        -7.908676e-08, -5.5681678e-08, -3.9410622e-08, -2.803538e-08,
+        -7.908676e-08, -5.5681678e-08, -3.9410622e-08, -9.021067e-09,
     ),
 )
 
@@ -733,29 +739,40 @@ class Table:
     """A piecewise polynomial: ``rows[i][j]`` is the coefficient of t^i on piece j; a signed
     table has pieces 32 + j for x < 0 (``scalar`` and ``block_eval`` take x, not |x|)."""
 
-    def __init__(self, name: str, rows, fma, avx512: bool, signed: bool = False):
+    def __init__(self, name: str, rows, fma, avx512: bool, signed: bool = False,
+                 top: float | None = None):
         self.name = name
         self.rows = np.array(rows, dtype=np.float32)
         pieces = PIECES * (2 if signed else 1)
         if self.rows.ndim != 2 or self.rows.shape[1] != pieces:
             raise ValueError(f"{name}: rows of {pieces} coefficients expected")
+        if top is not None and (signed or not top >= NEAR):
+            raise ValueError(f"{name}: a top needs an unsigned table and top >= NEAR")
         self.avx512 = avx512
         self.signed = signed
-        self.scalar = _scalar(self.rows, fma, signed)
+        self.top = top
+        self.scalar = _scalar(self.rows, fma, signed, top)
 
 
 _CENTERS = np.array(CENTERS, dtype=np.float32)
 
 
-def _scalar(rows, fma, signed=False):
+def _scalar(rows, fma, signed=False, top=None):
     """p_j(a - c_j) for a in [0, NEAR) (any a >= 0 or NaN gives a finite or NaN value and
     reads inside the table); float64 evaluates the float32 table in float64 (unused: no
-    formula asks for it). Signed: p_j(|x| - c_j) from piece 32 + j where x < 0."""
+    formula asks for it). Signed: p_j(|x| - c_j) from piece 32 + j where x < 0. With a top,
+    a >= top is top (NaN stays NaN, and gives NaN)."""
     deg = rows.shape[0] - 1
-    top = np.float32(PIECES - 1)
+    last = np.float32(PIECES - 1)
     centers = _CENTERS
 
     def scalar(a):
+        j = _piece(a)
+        return _horner(a, j, j)
+
+    def scalar_top(a):
+        T = type(a)
+        a = T(top) if T(top) < a else a
         j = _piece(a)
         return _horner(a, j, j)
 
@@ -768,7 +785,7 @@ def _scalar(rows, fma, signed=False):
         """j = round(u(a)); NaN and a >= NEAR: the last piece."""
         T = type(a)
         k = fma(a, fma(a, T(_U2), T(_U1)), T(_ROUND)) - T(_ROUND)
-        return np.int32(k if k < top else top)
+        return np.int32(k if k < last else last)
 
     def horner(a, j, col):
         """p(a - c_j), p the polynomial of column col."""
@@ -781,7 +798,8 @@ def _scalar(rows, fma, signed=False):
 
     _piece = register_jitable(inline="always", **_JIT)(piece)
     _horner = register_jitable(inline="always", **_JIT)(horner)
-    return register_jitable(inline="always", **_JIT)(scalar_signed if signed else scalar)
+    body = scalar_signed if signed else scalar if top is None else scalar_top
+    return register_jitable(inline="always", **_JIT)(body)
 
 
 def block_eval(table: Table, n: int):
@@ -803,16 +821,17 @@ def block_eval(table: Table, n: int):
         if src.dtype != types.float32:
             return lambda src, dst: None
         if table.avx512 and n % _LANES == 0:
-            vperm = _vperm_block(table.rows, n, signed)
+            vperm = _vperm_block(table.rows, n, signed, table.top)
             return lambda src, dst: vperm(src, dst)
         return portable
 
     return ev
 
 
-def _vperm_block(rows: np.ndarray, n: int, signed: bool):
+def _vperm_block(rows: np.ndarray, n: int, signed: bool, top=None):
     """The AVX-512 form of ``block_eval``: explicit 16-lane vectors, ``vpermt2ps`` per row
-    (signed: one per half of the row, blended by the sign of x)."""
+    (signed: one per half of the row, blended by the sign of x; with a top, a and j clamped
+    as ``_scalar`` does, one ``vminps`` each)."""
     f32, i32 = ir.FloatType(), ir.IntType(32)
     vec, ivec = ir.VectorType(f32, _LANES), ir.VectorType(i32, _LANES)
     half = PIECES // 2
@@ -858,8 +877,13 @@ def _vperm_block(rows: np.ndarray, n: int, signed: bool):
                     pos, ng = lookup32(row[:PIECES], j), lookup32(row[PIECES:], j)
                     return builder.select(neg, ng, pos)
 
+                if top is not None:  # top < a ? top : a (NaN stays NaN)
+                    a = builder.select(builder.fcmp_ordered("<", splat(top), a), splat(top), a)
                 u = builder.call(fma, [a, splat(_U2), splat(_U1)])
                 y = builder.call(fma, [a, u, splat(_ROUND)])
+                if top is not None:  # the last piece: y = _ROUND + 31 at most
+                    y_max = splat(_ROUND + PIECES - 1)
+                    y = builder.select(builder.fcmp_ordered("<", y, y_max), y, y_max)
                 j = builder.bitcast(y, ivec)
                 t = builder.fsub(a, lookup32(_CENTERS, j))
                 p = lookup(rows[-1], j)

@@ -92,6 +92,16 @@ def _ol_fma(a, b, c):
     return None
 
 
+def copysign(a, b):
+    """|a| with the sign of b (one bitwise select; NaN a stays NaN)."""
+    return type(a)(math.copysign(a, b))
+
+
+overload(copysign)(
+    lambda a, b: (lambda a, b: _copysign(a, b)) if a == b and a in (_F32, _F64) else None
+)
+
+
 def sq_split(x):
     """(hi, lo) with hi = fl(x*x) and hi + lo = x*x exactly."""
     hi = x * x
@@ -893,13 +903,18 @@ LOG1PEXP = _piecewise.Table("log1pexp", _piecewise.LOG1PEXP_ROWS, fma, _AVX512)
 XMTANH3 = _piecewise.Table("xmtanh3", _piecewise.XMTANH3_ROWS, fma, _AVX512)
 SILUQ = _piecewise.Table("siluq", _piecewise.SILUQ_ROWS, fma, _AVX512)
 TANH2 = _piecewise.Table("tanh2", _piecewise.TANH2_ROWS, fma, _AVX512)
-TANH = _piecewise.Table("tanh", _piecewise.TANH_ROWS, fma, _AVX512)
+TANH = _piecewise.Table("tanh", _piecewise.TANH_ROWS, fma, _AVX512, top=9.125)
 MISHD = _piecewise.Table("mishd", _piecewise.MISHD_ROWS, fma, _AVX512, signed=True)
 
 
 def near(x):
     """Whether x is a float32 with |x| < NEAR (7.875), where the tables apply."""
     return isinstance(x, np.float32) and bool(abs(x) < NEAR)
+
+
+def tabled(x):
+    """Whether x is a float32, whose tables exist (on the CPU)."""
+    return isinstance(x, np.float32)
 
 
 def xphi_near(a):
@@ -939,8 +954,8 @@ def tanh2_near(a):
     return type(a)((math.tanh(u) / u) ** 2 if u else 1.0)
 
 
-def tanh_near(a):
-    """tanh a for 0 <= a < NEAR, from ``TANH``."""
+def tanh_table(a):
+    """tanh a for every a >= 0 (float32), from ``TANH``, which covers them all."""
     return type(a)(math.tanh(float(a)))
 
 
@@ -954,11 +969,14 @@ def mishd_near(x):
 overload(near, jit_options=_JIT, inline="always")(
     lambda x: (lambda x: abs(x) < np.float32(NEAR)) if x == _F32 else (lambda x: False)
 )
+overload(tabled, jit_options=_JIT, inline="always")(
+    lambda x: (lambda x: True) if x == _F32 else (lambda x: False)
+)
 overload(xphi_near, jit_options=_JIT, inline="always")(lambda a: XPHI.scalar)
 overload(phid_near, jit_options=_JIT, inline="always")(lambda a: PHID.scalar)
 overload(log1pexp_near, jit_options=_JIT, inline="always")(lambda a: LOG1PEXP.scalar)
 overload(xmtanh3_near, jit_options=_JIT, inline="always")(lambda a: XMTANH3.scalar)
 overload(siluq_near, jit_options=_JIT, inline="always")(lambda a: SILUQ.scalar)
 overload(tanh2_near, jit_options=_JIT, inline="always")(lambda a: TANH2.scalar)
-overload(tanh_near, jit_options=_JIT, inline="always")(lambda a: TANH.scalar)
+overload(tanh_table, jit_options=_JIT, inline="always")(lambda a: TANH.scalar)
 overload(mishd_near, jit_options=_JIT, inline="always")(lambda x: MISHD.scalar)

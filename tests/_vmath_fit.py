@@ -177,8 +177,10 @@ PIECEWISE = {
     "siluq": lambda a: (1 - a / (1 + mp.exp(-a))) / (1 + mp.exp(a)),
     # tanh²(a)/a²: tanhshrink''s (1 at 0); relative
     "tanh2": lambda a: (mp.tanh(a) / a) ** 2 if a else mp.mpf(1),
-    "tanh": mp.tanh,  # tanh a: tanh's (0 at 0); relative
+    "tanh": mp.tanh,  # tanh a: tanh's (0 at 0); relative; its last piece runs to TOPS
 }
+# Tables that cover every a >= 0: the last piece runs to this top (``_piecewise.Table``).
+TOPS = {"tanh": 9.125}
 
 
 def _mish_p(x):
@@ -197,6 +199,30 @@ def _mish_d(x):
 SIGNED = {"mishd": _mish_d}
 
 
+def _horner32(coef, t):
+    """The float32 Horner sum of ``_piecewise`` (each step one FMA, rounded once)."""
+    p = np.float32(float(coef[-1]))
+    for cf in reversed(coef[:-1]):
+        exact = mp.mpf(float(p)) * mp.mpf(float(t)) + mp.mpf(float(np.float32(float(cf))))
+        p = np.float32(float(exact))
+    return p
+
+
+def _land_on(coef, c, top, f):
+    """The float32 constant term nearest the fitted one with which the last piece gives
+    f(top) correctly rounded at top, where every a >= top is evaluated."""
+    want = np.float32(float(f(mp.mpf(top))))
+    t = np.float32(np.float32(top) - np.float32(float(c)))
+    c0 = np.float32(float(coef[0]))
+    for k in sorted(range(-8, 9), key=abs):
+        cand = c0
+        for _ in range(abs(k)):
+            cand = np.nextafter(cand, np.float32(np.sign(k) * np.inf))
+        if _horner32([mp.mpf(float(cand))] + list(coef[1:]), t) == want:
+            return mp.mpf(float(cand))
+    raise ValueError("no constant term within 8 ULP lands on f(top)")
+
+
 def fit_piecewise(name, deg):
     """Per-piece minimax tables (relative error), printed as rows of ascending powers."""
     from fastact import _piecewise as pw
@@ -211,12 +237,16 @@ def fit_piecewise(name, deg):
         c = mp.mpf(pw.CENTERS[j])
         lo = mp.mpf(pw.u_inverse(j - 0.5)) * (1 - mp.mpf(2) ** -20) if j else mp.mpf(0)
         hi = mp.mpf(pw.u_inverse(j + 0.5)) * (1 + mp.mpf(2) ** -20)
+        if j == pw.PIECES - 1 and name in TOPS:
+            hi = mp.mpf(TOPS[name])
         zero = f(c) == 0
         powers = list(range(1 if zero else 0, deg + 1))
         g = lambda t, c=c, f=f: f(c + t)  # noqa: E731
         w = lambda t, c=c, f=f: 1 / abs(f(c + t)) if f(c + t) else mp.mpf(10) ** 30  # noqa: E731
         coef, emax = remez(g, w, powers, lo - c, hi - c, grid=400, iters=20)
         coef = [mp.mpf(0)] * (deg + 1 - len(coef)) + list(coef)
+        if j == pw.PIECES - 1 and name in TOPS:
+            coef[0] = _land_on(coef, c, TOPS[name], f)
         for r, cf in zip(rows, coef):
             r.append(cf)
         worst = max(worst, emax)
