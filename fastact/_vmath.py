@@ -894,8 +894,9 @@ overload(xexp_neg, jit_options=_JIT, inline="always")(
 
 # ------------------------------------------------ tables near the origin (float32)
 # Where |x| < NEAR a formula may take a tabulated part instead of its exp-based form: a
-# degree-8 piecewise polynomial (``_piecewise``), which the CPU kernels evaluate a block at a
-# time with in-register lookups. float64 has no tables: ``near`` is False there.
+# degree-5 to 7 piecewise polynomial (``_piecewise``), which the CPU kernels evaluate a block
+# at a time with in-register lookups. float64 has no tables: ``near`` is False there. TANH
+# covers every float32 (a top at 9.125, where tanh is 1): ``tabled`` is its test.
 NEAR = _piecewise.NEAR
 XPHI = _piecewise.Table("xphi", _piecewise.XPHI_ROWS, fma, _AVX512)
 PHID = _piecewise.Table("phid", _piecewise.PHID_ROWS, fma, _AVX512)
