@@ -11,8 +11,10 @@ Nothing is compiled at import; each factory is memoised per (formula, shape of c
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import itertools
 import os
 import pathlib
 import threading
@@ -64,16 +66,62 @@ class _StableCache(FunctionCache):
         return (sig, codegen.magic_tuple(), source_stamp())
 
     def load_overload(self, sig, target_context):
-        """The cached kernel, or None (compile it) if the cache cannot be read back."""
+        """The cached kernel, or None (compile it) if the cache cannot be read back or holds
+        code for other argument types (then the save after compiling rewrites the entry)."""
         try:
-            return super().load_overload(sig, target_context)
+            cres = super().load_overload(sig, target_context)
         except Exception:
             return None
+        want = tuple(getattr(sig, "args", sig))
+        if cres is not None and tuple(cres.signature.args) != want:
+            return None
+        return cres
+
+
+try:
+    import fcntl
+except ImportError:  # (Windows: no lock; Numba's own behaviour)
+    fcntl = None
 
 
 class _RobustCacheFile(IndexDataCacheFile):
     """Numba's index/data files, where a truncated or garbled file counts as a cache miss
-    (it is rewritten by the next save) instead of an exception in the user's call."""
+    (it is rewritten by the next save) instead of an exception in the user's call.
+
+    Saving holds an exclusive lock on ``INDEX.lock`` while it reads the index, picks a data
+    file, writes the data and then the index. Numba's own save does neither: two processes
+    that compile two signatures of one kernel at once can both pick data file 1, and the
+    index then names the other's code (pytest-xdist workers did; the call then failed with
+    "can't unbox array" until the cache was cleared)."""
+
+    def save(self, key, data):
+        with self._locked():
+            overloads = self._load_index()
+            data_name = overloads.get(key)
+            if data_name is None:
+                taken = set(overloads.values())
+                data_name = next(
+                    n for n in map(self._data_name, itertools.count(1)) if n not in taken
+                )
+                overloads[key] = data_name
+            self._save_data(data_name, data)
+            self._save_index(overloads)
+
+    @contextlib.contextmanager
+    def _locked(self):
+        try:
+            fh = open(self._index_path + ".lock", "ab") if fcntl is not None else None
+        except OSError:  # (a folder that takes the index but not a new file: no lock)
+            fh = None
+        if fh is None:
+            yield
+            return
+        with fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _load_index(self):
         try:

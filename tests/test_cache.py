@@ -34,6 +34,7 @@ import numpy as np
 import pytest
 
 import fastact
+from fastact import _cpu
 
 PKG = Path(fastact.__file__).parent
 
@@ -184,6 +185,46 @@ def test_corrupted_cache_files_are_a_miss(seeded, work):
     assert loaded(run_child(src, home, cdir))
     files["relu_n1_par" + "nbi"].write_bytes(b"")
     run_child(src, home, cdir)
+
+
+def test_cache_entries_holding_other_code_are_a_miss(seeded, work):
+    """The float64 and float32 entries of a kernel naming each other's data file (what two
+    processes saving at once could leave with Numba's own save): correct results, no
+    exception; the entries are rewritten and load again afterwards."""
+    src, home, cdir = from_seed(seeded, work)
+    ser = sorted(f for f in cache_files(cdir) if "relu_n1_ser" in f.name and f.suffix == ".nbc")
+    assert len(ser) == 2, ser
+    a, b = ser[0].read_bytes(), ser[1].read_bytes()
+    ser[0].write_bytes(b)
+    ser[1].write_bytes(a)
+    run_child(src, home, cdir)  # results are checked in run_child
+    assert loaded(run_child(src, home, cdir))
+
+
+@pytest.mark.skipif(_cpu.fcntl is None, reason="no fcntl on this platform: saves take no lock")
+def test_saving_waits_for_the_index_lock(work):
+    """A save holds INDEX.lock from reading the index to writing it: one that finds the lock
+    taken waits, then keeps the entry that the holder saved and takes the next data file."""
+    import fcntl
+    import threading
+
+    def cache_file():
+        return _cpu._RobustCacheFile(str(work), "k", "stamp")
+
+    holder = cache_file()
+    with open(holder._index_path + ".lock", "ab") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        saver = threading.Thread(target=cache_file().save, args=("b", ("B",)))
+        saver.start()
+        saver.join(0.5)
+        assert saver.is_alive()  # waiting for the lock
+        holder._save_data(holder._data_name(1), ("A",))  # the holder's own save
+        holder._save_index({"a": holder._data_name(1)})
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    saver.join(30)
+    assert not saver.is_alive()
+    reader = cache_file()
+    assert reader.load("a") == ("A",) and reader.load("b") == ("B",)
 
 
 def test_stale_cache_is_not_used_after_formulas_change(work):
