@@ -188,6 +188,8 @@ def _native(kernel, dtype: np.dtype, narrays: int, params: tuple):
     now if need be)."""
     kernel(*[np.empty(0, dtype)] * narrays, *params)
     cres = _cpu.flat_overload(kernel, dtype, narrays)
+    if cres is None:
+        raise LookupError(f"no compiled {kernel} for {narrays} {dtype} arrays")
     lib = cres.library
     return lib.get_pointer_to_function(cres.fndesc.llvm_func_name), cres.signature, lib
 
