@@ -6,9 +6,13 @@ t = a - c_j, on the piece j = round(u(a)), u(a) = 2a + a²/4. The pieces narrow 
 one degree serves all: each p_j varies by at most e^(±0.7) over its piece, which keeps the
 float32 Horner sum within about 2 ULP. c_j = u⁻¹(j) in float32 (c_0 = 0), so t is exact
 (Sterbenz: c_j/2 <= a <= 2c_j on every piece). Row i of a table holds the coefficient of
-t^i of all 32 pieces. A signed table approximates f(x) for |x| < NEAR, for a function with
-no symmetry to fold x onto a = |x|: 64 pieces, 0-31 for f(a) (x = a >= 0) and 32-63 for
-f(-a) (x = -a < 0), on the same centres.
+t^i of all 32 pieces.
+
+A signed table approximates f(x) for |x| < NEAR, for a function with no symmetry to fold x
+onto a = |x| and no Gaussian tail: 32 pieces of even width, 0-15 for f(a) (x = a >= 0) and
+16-31 for f(-a) (x = -a < 0). Piece k of each half is centred on c_k = k/2 and covers a
+within 1/4 of it (the last, k = 15, from 7.25 to NEAR), k = round(2a): one FMA, and
+t = a - k/2 is exact, with no lookup of c_k.
 
 Two evaluations, which give the same bits for every a below NEAR:
 
@@ -17,8 +21,9 @@ Two evaluations, which give the same bits for every a below NEAR:
   a pair of zmm registers and one ``vpermt2ps`` fetches 16 lanes' entries at once, so a
   degree-7 table costs 9 lookups (c_j and 8 coefficients) and 10 FMAs per 16 elements: a
   fraction of an exp, and no range check (the caller tests that a block is all below
-  NEAR); a signed table takes two lookups per coefficient and a blend by sign. Elsewhere
-  it is a loop of ``scalar``; for float64 (no tables) it does nothing.
+  NEAR); a signed table, one lookup per coefficient (its 32 pieces fill a pair of zmm
+  registers as well) and none for c_k. Elsewhere it is a loop of ``scalar``; for float64
+  (no tables) it does nothing.
 
 A table with a ``top`` covers every a >= 0: its last piece runs from u⁻¹(30.5) to top, and a
 is clamped to top and j to 31 first, so a >= top gives p_31(top - c_31), which the fit
@@ -41,6 +46,8 @@ from numba.extending import intrinsic, overload, register_jitable
 
 PIECES = 32
 NEAR = 7.875  # u(NEAR) = 31.25: every a below it rounds to a piece <= 31
+HALF = PIECES // 2  # the pieces of each sign of a signed table
+WIDTH = 0.5  # their width (centres k·WIDTH)
 _U1, _U2 = 2.0, 0.25  # u(a) = _U1·a + _U2·a²
 _ROUND = 1.5 * 2**23  # u + _ROUND: u rounded to an integer, in the low mantissa bits
 _LANES = 16  # float32 lanes of a zmm register
@@ -54,6 +61,15 @@ def u_inverse(u: float) -> float:
 
 # the centres c_j, in float32
 CENTERS = tuple(float(np.float32(u_inverse(j))) for j in range(PIECES))
+
+
+def piece_bounds(j: int, signed: bool = False) -> tuple[float, float, float]:
+    """(c, lo, hi): the centre of piece j and the a it covers, rounding of the piece index
+    aside (of each half of a signed table, j < HALF: its last piece runs to NEAR)."""
+    if signed:
+        hi = NEAR if j == HALF - 1 else (j + 0.5) * WIDTH
+        return j * WIDTH, max((j - 0.5) * WIDTH, 0.0), hi
+    return CENTERS[j], max(u_inverse(j - 0.5), 0.0), u_inverse(j + 0.5)
 
 
 # a·Φ(-a) (Φ the standard normal CDF): gelu's tail part. Within 2^-27.8 (relative) of it.
@@ -603,149 +619,94 @@ TANH_ROWS = (
 )
 
 
-# mish'(x), signed (pieces 32-63 for x < 0; zero at x = -1.1924). Within 2^-26.5 (relative)
-# of it (``python tests/_vmath_fit.py mishd 6``).
+# mish'(x), signed (pieces 16-31 for x < 0; zero at x = -1.1924). Within 2^-26.1 (relative)
+# of it, 2^-23.9 on the piece around its zero, where SPEC §4 holds it to 4 eps absolute
+# (``python tests/_vmath_fit.py mishd 6``).
 MISHD_ROWS = (
     (  # t^0
-        0.6, 0.8731755, 1.0276747, 1.083161,
-        1.0857232, 1.0693179, 1.0504421, 1.0348119,
-        1.023375, 1.0154852, 1.0102025, 1.0067176,
-        1.0044329, 1.002937, 1.0019557, 1.0013098,
-        1.0008824, 1.0005982, 1.0004079, 1.0002799,
-        1.0001932, 1.0001341, 1.0000937, 1.0000657,
-        1.0000464, 1.0000329, 1.0000235, 1.0000168,
-        1.000012, 1.0000087, 1.0000063, 1.0000046,
-        0.6, 0.30536017, 0.09683892, -0.024479989,
-        -0.08465466, -0.10835509, -0.11228361, -0.106387034,
-        -0.09621766, -0.08473598, -0.07344134, -0.06303116,
-        -0.05377321, -0.045712624, -0.038785618, -0.03288122,
-        -0.027873836, -0.02363995, -0.020065855, -0.0170507,
-        -0.014507003, -0.012359968, -0.0105462065, -0.009012315,
-        -0.0077134715, -0.0066121407, -0.0056769163, -0.004881543,
-        -0.0042040604, -0.0036260916, -0.0031322478, -0.0027096262,
+        0.6, 0.88642436, 1.0490363, 1.088488,
+        1.0693179, 1.0411296, 1.021107, 1.0099393,
+        1.0044329, 1.001907, 1.0008003, 1.0003299,
+        1.0001341, 1.000054, 1.0000216, 1.0000086,
+        0.6, 0.28951067, 0.05921676, -0.064097814,
+        -0.10835509, -0.10974357, -0.09339312, -0.07276041,
+        -0.05377321, -0.038387913, -0.026747499, -0.018306965,
+        -0.012359968, -0.008255353, -0.005465887, -0.003592907,
     ),
     (  # t^1
-        0.64000005, 0.48284888, 0.23891738, 0.057575375,
-        -0.030993422, -0.057724673, -0.055843875, -0.04475082,
-        -0.032935634, -0.02319989, -0.015964182, -0.010853364,
-        -0.0073389676, -0.004955993, -0.0033508835, -0.0022720662,
-        -0.0015465156, -0.001057378, -0.000726453, -0.00050161476,
-        -0.00034813822, -0.00024285763, -0.0001702737, -0.000119977856,
-        -8.495019e-05, -6.043435e-05, -4.3191834e-05, -3.1006955e-05,
-        -2.2356133e-05, -1.6186592e-05, -1.1767322e-05, -8.588301e-06,
-        -0.64000005, -0.5735848, -0.39525884, -0.22768731,
-        -0.10882429, -0.03502708, 0.006966425, 0.02883709,
-        0.038690183, 0.041662574, 0.040873293, 0.03816893,
-        0.03462003, 0.030831674, 0.02713267, 0.023689583,
-        0.020574965, 0.017808178, 0.01537961, 0.0132649895,
-        0.011433708, 0.009853567, 0.008493367, 0.0073242066,
-        0.006320055, 0.005457887, 0.0047175703, 0.0040816646,
-        0.0035351375, 0.0030650874, 0.0026604733, 0.0023118616,
+        0.64000005, 0.46805337, 0.18468598, -0.0021502725,
+        -0.057724718, -0.050011035, -0.030266492, -0.015587936,
+        -0.0073389667, -0.0032701788, -0.0014056705, -0.000589474,
+        -0.00024285766, -9.8742836e-05, -3.974079e-05, -1.5865344e-05,
+        -0.64000005, -0.56397104, -0.3497057, -0.15461475,
+        -0.035027068, 0.021145916, 0.039928716, 0.040746167,
+        0.03462003, 0.026908861, 0.019850679, 0.01415339,
+        0.009853567, 0.006740613, 0.0045494316, 0.0030379873,
     ),
     (  # t^2
-        -0.048001736, -0.2619207, -0.27806115, -0.17478527,
-        -0.07238461, -0.0120033715, 0.013623132, 0.020311587,
-        0.018998034, 0.015246523, 0.011386251, 0.008184697,
-        0.005760597, 0.0040083434, 0.0027734, 0.0019150828,
-        0.001322823, 0.0009154078, 0.0006352677, 0.0004423922,
-        0.00030927357, 0.00021710491, 0.00015305453, 0.000108366905,
-        7.705873e-05, 5.5030912e-05, 3.9466064e-05, 2.8421e-05,
-        2.0550095e-05, 1.4917799e-05, 1.0870964e-05, 7.951681e-06,
-        -0.047998782, 0.16839711, 0.22684798, 0.19123068,
-        0.13334922, 0.08349975, 0.047886897, 0.024528874,
-        0.009966424, 0.0012585137, -0.003698604, -0.0063097356,
-        -0.0074833245, -0.00779697, -0.0076139527, -0.0071605556,
-        -0.0065760654, -0.0059447414, -0.0053161588, -0.0047181505,
-        -0.004165031, -0.0036628318, -0.003212619, -0.0028125932,
-        -0.002459411, -0.002149006, -0.0018770837, -0.0016394235,
-        -0.0014320387, -0.0012512617, -0.0010937783, -0.0009566288,
+        -0.048002016, -0.26892895, -0.25766453, -0.11270606,
+        -0.012003341, 0.018869925, 0.018158352, 0.011163605,
+        0.005760596, 0.0027100279, 0.001206244, 0.0005180378,
+        0.00021710493, 8.940766e-05, 3.6342146e-05, 1.4623897e-05,
+        -0.047998603, 0.17652337, 0.22323035, 0.15866646,
+        0.08349974, 0.033463977, 0.0073366184, -0.0039190054,
+        -0.007483325, -0.0075917356, -0.006420217, -0.004974861,
+        -0.003662832, -0.0026084154, -0.0018146172, -0.001240769,
     ),
     (  # t^3
-        -0.18342303, -0.08883442, 0.055710968, 0.102721594,
-        0.07769615, 0.04026054, 0.014552266, 0.0015251352,
-        -0.0036029893, -0.00483444, -0.004470796, -0.0036215512,
-        -0.0027509234, -0.0020175483, -0.0014503624, -0.0010308285,
-        -0.0007281905, -0.0005129972, -0.00036120648, -0.0002545701,
-        -0.00017976346, -0.0001272707, -9.038212e-05, -6.440063e-05,
-        -4.605003e-05, -3.304816e-05, -2.3804678e-05, -1.7209912e-05,
-        -1.2487831e-05, -9.094299e-06, -6.646626e-06, -4.874776e-06,
-        0.18343647, 0.101013966, -0.0032004125, -0.048456684,
-        -0.052978273, -0.042737186, -0.030481849, -0.020343807,
-        -0.012951483, -0.007868632, -0.004487146, -0.002289163,
-        -0.0008911313, -2.5050758e-05, 0.00049124437, 0.0007798617,
-        0.0009220484, 0.00097160786, 0.00096402713, 0.00092259573,
-        0.0008624882, 0.0007934837, 0.00072177773, 0.0006511911,
-        0.00058397825, 0.00052136846, 0.00046392684, 0.0004117975,
-        0.00036486445, 0.00032285877, 0.0002854294, 0.0002521887,
+        -0.18341753, -0.07880434, 0.07769739, 0.09299877,
+        0.040265646, 0.0059574703, -0.004160367, -0.004425129,
+        -0.0027510242, -0.0014201325, -0.00066723255, -0.00029661626,
+        -0.0001272674, -5.3302847e-05, -2.1941969e-05, -8.916632e-06,
+        0.18343307, 0.09343735, -0.020028632, -0.054046627,
+        -0.042738765, -0.024437467, -0.011488433, -0.004319705,
+        -0.000891087, 0.0005149674, 0.0009414954, 0.0009437739,
+        0.000793488, 0.00061287335, 0.00045039834, 0.0003203894,
     ),
     (  # t^4
-        -0.0023857693, 0.08901402, 0.06290733, -0.00054411945,
-        -0.027134586, -0.024663275, -0.014764867, -0.0068528196,
-        -0.002307441, -0.00015412479, 0.00067612424, 0.00087511796,
-        0.00081376225, 0.00066941953, 0.000518197, 0.00038775912,
-        0.0002844368, 0.00020620038, 0.00014847468, 0.00010653311,
-        7.633537e-05, 5.4703654e-05, 3.9246206e-05, 2.8208233e-05,
-        2.0321833e-05, 1.4679275e-05, 1.063404e-05, 7.726942e-06,
-        5.6321037e-06, 4.118193e-06, 3.0208007e-06, 2.2228642e-06,
-        -0.0015061968, -0.067770764, -0.046272818, -0.0129641555,
-        0.00427566, 0.009326326, 0.009070934, 0.007242272,
-        0.0053136162, 0.0037271704, 0.0025394429, 0.0016892973,
-        0.001095509, 0.0006870961, 0.00040946048, 0.00022286347,
-        9.9145225e-05, 1.8623314e-05, -3.2366166e-05, -6.327624e-05,
-        -8.0635415e-05, -8.894676e-05, -9.131177e-05, -8.986152e-05,
-        -8.605455e-05, -8.0882994e-05, -7.5015385e-05, -6.889591e-05,
-        -6.2813444e-05, -5.6949728e-05, -5.141303e-05, -4.6261623e-05,
+        -0.002434419, 0.09084465, 0.045799576, -0.02053331,
+        -0.024664644, -0.009883408, -0.0015921036, 0.0007019964,
+        0.00081382494, 0.00050931866, 0.0002626906, 0.00012321843,
+        5.470278e-05, 2.3448962e-05, 9.814941e-06, 4.0429995e-06,
+        -0.0014771359, -0.06817269, -0.0369391, -0.001292118,
+        0.009327004, 0.008107118, 0.0048791612, 0.002477301,
+        0.0010955299, 0.00039548613, 7.5591975e-05, -5.174704e-05,
+        -8.894526e-05, -8.793705e-05, -7.3495394e-05, -5.6589983e-05,
     ),
     (  # t^5
-        0.050060827, 0.014980056, -0.03158882, -0.025414431,
-        -0.0045274454, 0.0051950733, 0.006015421, 0.0040733856,
-        0.0021867342, 0.0009743343, 0.00032557384, 2.2683798e-05,
-        -9.645654e-05, -0.0001276118, -0.00012126147, -0.00010194283,
-        -8.0617974e-05, -6.158741e-05, -4.608404e-05, -3.40485e-05,
-        -2.4963472e-05, -1.8221675e-05, -1.3270985e-05, -9.658483e-06,
-        -7.031825e-06, -5.1251754e-06, -3.7416537e-06, -2.7371507e-06,
-        -2.0069235e-06, -1.475166e-06, -1.087135e-06, -8.0332916e-07,
-        -0.049160648, -0.0046624052, 0.017883267, 0.013628523,
-        0.0055765146, 0.0009340474, -0.0008879108, -0.0013267355,
-        -0.001235785, -0.0009962602, -0.0007527318, -0.0005495067,
-        -0.00039287892, -0.00027676712, -0.00019247795, -0.00013203571,
-        -8.9037014e-05, -5.8633756e-05, -3.7260645e-05, -2.2335667e-05,
-        -1.2003592e-05, -4.936616e-06, -1.8582628e-07, 2.9266735e-06,
-        4.885253e-06, 6.036081e-06, 6.626546e-06, 6.833309e-06,
-        6.7823207e-06, 6.5631157e-06, 6.239048e-06, 5.854639e-06,
+        0.050256353, 0.011082572, -0.033951905, -0.012911172,
+        0.0050818156, 0.004998567, 0.0018335499, 0.00030675688,
+        -9.387596e-05, -0.000119848984, -7.566723e-05, -3.9058385e-05,
+        -1.8312889e-05, -8.126059e-06, -3.4821805e-06, -1.4555952e-06,
+        -0.04927461, -0.0021813961, 0.018149838, 0.0088130105,
+        0.00096893706, -0.0012231875, -0.0011795502, -0.00073960755,
+        -0.00039401447, -0.00018885601, -8.086548e-05, -2.844428e-05,
+        -5.055628e-06, 4.090244e-06, 6.6853368e-06, 6.5396925e-06,
     ),
     (  # t^6
-        -0.0033297373, -0.022952553, -0.007813781, 0.009405602,
-        0.0077038878, 0.002048096, -0.00068641186, -0.0011814584,
-        -0.000901754, -0.00053795916, -0.00027672676, -0.00012307148,
-        -4.2642005e-05, -4.6540813e-06, 1.0930526e-05, 1.5567492e-05,
-        1.5327181e-05, 1.3239008e-05, 1.0718539e-05, 8.364909e-06,
-        6.3839907e-06, 4.804441e-06, 3.5839366e-06, 2.6589812e-06,
-        1.9665522e-06, 1.4521981e-06, 1.0719386e-06, 7.915756e-07,
-        5.851278e-07, 4.3314404e-07, 3.2119854e-07, 2.3865633e-07,
-        0.013218506, 0.01563862, 0.0015404389, -0.0037614056,
-        -0.0031013142, -0.0014912775, -0.0004960278, -4.5186982e-05,
-        0.00011696231, 0.00015282059, 0.00014117092, 0.00011585326,
-        8.998233e-05, 6.786652e-05, 5.0315586e-05, 3.689462e-05,
-        2.683656e-05, 1.9384843e-05, 1.3901569e-05, 9.88408e-06,
-        6.9496105e-06, 4.8120237e-06, 3.2595567e-06, 2.1363062e-06,
-        1.3277679e-06, 7.4989964e-07, 3.409963e-07, 5.5715017e-08,
-        -1.3929905e-07, -2.686067e-07, -3.5030718e-07, -3.977431e-07,
+        -0.0036213824, -0.023207653, -0.0015067316, 0.009717182,
+        0.0020567835, -0.0011115848, -0.000804101, -0.00026591014,
+        -4.3618104e-05, 1.1139017e-05, 1.4843332e-05, 9.361555e-06,
+        4.8184656e-06, 2.2541565e-06, 9.987443e-07, 3.8542476e-07,
+        0.013385045, 0.014653176, -0.001140987, -0.0037309665,
+        -0.0014935747, -0.00019623718, 0.0001322036, 0.00013923748,
+        8.977625e-05, 4.9284732e-05, 2.4726809e-05, 1.1477802e-05,
+        4.8090556e-06, 1.6487348e-06, 2.6053874e-07, -3.060902e-07,
     ),
 )
 
 
 class Table:
     """A piecewise polynomial: ``rows[i][j]`` is the coefficient of t^i on piece j; a signed
-    table has pieces 32 + j for x < 0 (``scalar`` and ``block_eval`` take x, not |x|)."""
+    table has pieces k (x >= 0) and HALF + k (x < 0), k = round(2|x|) (``scalar`` and
+    ``block_eval`` take x, not |x|)."""
 
     def __init__(self, name: str, rows, fma, avx512: bool, signed: bool = False,
                  top: float | None = None):
         self.name = name
         self.rows = np.array(rows, dtype=np.float32)
-        pieces = PIECES * (2 if signed else 1)
-        if self.rows.ndim != 2 or self.rows.shape[1] != pieces:
-            raise ValueError(f"{name}: rows of {pieces} coefficients expected")
+        if self.rows.ndim != 2 or self.rows.shape[1] != PIECES:
+            raise ValueError(f"{name}: rows of {PIECES} coefficients expected")
         if top is not None and (signed or not top >= NEAR):
             raise ValueError(f"{name}: a top needs an unsigned table and top >= NEAR")
         self.avx512 = avx512
@@ -760,26 +721,30 @@ _CENTERS = np.array(CENTERS, dtype=np.float32)
 def _scalar(rows, fma, signed=False, top=None):
     """p_j(a - c_j) for a in [0, NEAR) (any a >= 0 or NaN gives a finite or NaN value and
     reads inside the table); float64 evaluates the float32 table in float64 (unused: no
-    formula asks for it). Signed: p_j(|x| - c_j) from piece 32 + j where x < 0. With a top,
-    a >= top is top (NaN stays NaN, and gives NaN)."""
+    formula asks for it). Signed: p_k(|x| - k/2) from piece HALF + k where x < 0. With a
+    top, a >= top is top (NaN stays NaN, and gives NaN)."""
     deg = rows.shape[0] - 1
     last = np.float32(PIECES - 1)
+    half_last = np.float32(HALF - 1)
     centers = _CENTERS
 
     def scalar(a):
         j = _piece(a)
-        return _horner(a, j, j)
+        return _horner(a - type(a)(centers[j]), j)
 
     def scalar_top(a):
         T = type(a)
         a = T(top) if T(top) < a else a
         j = _piece(a)
-        return _horner(a, j, j)
+        return _horner(a - T(centers[j]), j)
 
     def scalar_signed(x):
+        T = type(x)
         a = abs(x)
-        j = _piece(a)
-        return _horner(a, j, j + np.int32(PIECES) if x < type(x)(0) else j)
+        k = fma(a, T(1 / WIDTH), T(_ROUND)) - T(_ROUND)  # round(2a)
+        k = k if k < half_last else half_last  # (NaN too)
+        j = np.int32(k)
+        return _horner(a - k * T(WIDTH), j + np.int32(HALF) if x < T(0) else j)
 
     def piece(a):
         """j = round(u(a)); NaN and a >= NEAR: the last piece."""
@@ -787,10 +752,9 @@ def _scalar(rows, fma, signed=False, top=None):
         k = fma(a, fma(a, T(_U2), T(_U1)), T(_ROUND)) - T(_ROUND)
         return np.int32(k if k < last else last)
 
-    def horner(a, j, col):
-        """p(a - c_j), p the polynomial of column col."""
-        T = type(a)
-        t = a - T(centers[j])
+    def horner(t, col):
+        """p(t), p the polynomial of column col."""
+        T = type(t)
         p = T(rows[deg, col])
         for i in range(deg - 1, -1, -1):
             p = fma(p, t, T(rows[i, col]))
@@ -829,9 +793,9 @@ def block_eval(table: Table, n: int):
 
 
 def _vperm_block(rows: np.ndarray, n: int, signed: bool, top=None):
-    """The AVX-512 form of ``block_eval``: explicit 16-lane vectors, ``vpermt2ps`` per row
-    (signed: one per half of the row, blended by the sign of x; with a top, a and j clamped
-    as ``_scalar`` does, one ``vminps`` each)."""
+    """The AVX-512 form of ``block_eval``: explicit 16-lane vectors, one ``vpermt2ps`` per
+    row, the same arithmetic as ``_scalar`` (with a top, a and j clamped, one ``vminps``
+    each; signed, the piece of x < 0 is j + HALF)."""
     f32, i32 = ir.FloatType(), ir.IntType(32)
     vec, ivec = ir.VectorType(f32, _LANES), ir.VectorType(i32, _LANES)
     half = PIECES // 2
@@ -864,19 +828,30 @@ def _vperm_block(rows: np.ndarray, n: int, signed: bool, top=None):
             def lookup32(row, j):  # vpermt2ps reads the low 5 bits of j
                 return builder.call(perm, [const(row[:half]), j, const(row[half:PIECES])])
 
+            def horner(t, j):
+                p = lookup32(rows[-1], j)
+                for i in range(len(rows) - 2, -1, -1):
+                    p = builder.call(fma, [p, t, lookup32(rows[i], j)])
+                return p
+
             for q in range(0, n, _LANES):
                 ps = builder.bitcast(builder.gep(s, [i32(q)]), vec.as_pointer())
                 pd = builder.bitcast(builder.gep(d, [i32(q)]), vec.as_pointer())
                 x = builder.load(ps, align=4)
                 a = builder.call(fabs, [x])
-                neg = builder.fcmp_ordered("<", x, splat(0))
-
-                def lookup(row, j, neg=neg):
-                    if not signed:
-                        return lookup32(row, j)
-                    pos, ng = lookup32(row[:PIECES], j), lookup32(row[PIECES:], j)
-                    return builder.select(neg, ng, pos)
-
+                if signed:  # k = min(round(2a), HALF - 1); t = a - k/2; j = k (+ HALF)
+                    y = builder.call(fma, [a, splat(1 / WIDTH), splat(_ROUND)])
+                    y_max = splat(_ROUND + HALF - 1)
+                    y = builder.select(builder.fcmp_ordered("<", y, y_max), y, y_max)
+                    k = builder.fsub(y, splat(_ROUND))
+                    t = builder.fsub(a, builder.fmul(k, splat(WIDTH)))
+                    neg = builder.fcmp_ordered("<", x, splat(0))
+                    j = builder.or_(
+                        builder.bitcast(y, ivec),
+                        builder.select(neg, ivec([i32(HALF)] * _LANES), ivec([i32(0)] * _LANES)),
+                    )
+                    builder.store(horner(t, j), pd, align=4)
+                    continue
                 if top is not None:  # top < a ? top : a (NaN stays NaN)
                     a = builder.select(builder.fcmp_ordered("<", splat(top), a), splat(top), a)
                 u = builder.call(fma, [a, splat(_U2), splat(_U1)])
@@ -886,10 +861,7 @@ def _vperm_block(rows: np.ndarray, n: int, signed: bool, top=None):
                     y = builder.select(builder.fcmp_ordered("<", y, y_max), y, y_max)
                 j = builder.bitcast(y, ivec)
                 t = builder.fsub(a, lookup32(_CENTERS, j))
-                p = lookup(rows[-1], j)
-                for i in range(len(rows) - 2, -1, -1):
-                    p = builder.call(fma, [p, t, lookup(rows[i], j)])
-                builder.store(p, pd, align=4)
+                builder.store(horner(t, j), pd, align=4)
             return context.get_dummy_value()
 
         return types.none(src, dst), codegen

@@ -194,7 +194,7 @@ def _mish_d(x):
     return p + x / (1 + mp.exp(-x)) * (1 - p * p)
 
 
-# Signed tables (``_piecewise.Table(signed=True)``): pieces 0-31 hold f(a), pieces 32-63
+# Signed tables (``_piecewise.Table(signed=True)``): pieces 0-15 hold f(a), pieces 16-31
 # hold f(-a); relative error.
 SIGNED = {"mishd": _mish_d}
 
@@ -227,16 +227,17 @@ def fit_piecewise(name, deg):
     """Per-piece minimax tables (relative error), printed as rows of ascending powers."""
     from fastact import _piecewise as pw
 
-    if name in SIGNED:  # f(a) on pieces 0-31, f(-a) on 32-63
+    if name in SIGNED:  # f(a) on pieces 0-15 (of width 1/2), f(-a) on 16-31
         fs = (SIGNED[name], lambda a: SIGNED[name](-a))
     else:
         fs = (PIECEWISE[name],)
+    signed = name in SIGNED
+    pieces = pw.HALF if signed else pw.PIECES
     rows = [[] for _ in range(deg + 1)]
     worst = 0
-    for f, j in ((f, j) for f in fs for j in range(pw.PIECES)):
-        c = mp.mpf(pw.CENTERS[j])
-        lo = mp.mpf(pw.u_inverse(j - 0.5)) * (1 - mp.mpf(2) ** -20) if j else mp.mpf(0)
-        hi = mp.mpf(pw.u_inverse(j + 0.5)) * (1 + mp.mpf(2) ** -20)
+    for f, j in ((f, j) for f in fs for j in range(pieces)):
+        c, lo, hi = (mp.mpf(v) for v in pw.piece_bounds(j, signed))
+        lo, hi = lo * (1 - mp.mpf(2) ** -20), hi * (1 + mp.mpf(2) ** -20)
         if j == pw.PIECES - 1 and name in TOPS:
             hi = mp.mpf(TOPS[name])
         zero = f(c) == 0

@@ -7,8 +7,8 @@
   within 2 ULP (1.9 at the start of piece 1, where the first two terms cancel) on every
   a >= 0 (its table runs to 9.125 and holds 1 beyond), NaN giving NaN; siluq
   (silu'(-a)) within 2.5 ULP, 4 eps absolute around its zero at a = 1.28. The signed
-  table mishd (mish'(x)) on (-7.875, 7.875) within 2.5 ULP, 4 eps absolute around its zero
-  at x = -1.19.
+  table mishd (mish'(x), pieces of width 1/2) on (-7.875, 7.875) within 2 ULP (1.55
+  measured), 4 eps absolute around its zero at x = -1.19 (0.29 eps measured).
 - The block evaluation (vpermt2ps on AVX-512, else a loop) gives the scalar one's bits.
 - A formula with a table (tanh, gelu, gelu', softplus, log_sigmoid, tanhshrink,
   tanhshrink', silu', mish') gives every element the same value whatever the rest of its
@@ -34,10 +34,12 @@ from fastact import _vmath as vm
 _NEAR = np.float32(vm.NEAR)
 
 
-def _points():
+def _points(signed=False):
     """Every piece's edges and centre with their float32 neighbours, and a dense grid."""
-    edges = [_piecewise.u_inverse(j + 0.5) for j in range(_piecewise.PIECES - 1)]
-    special = np.array(edges + list(_piecewise.CENTERS), dtype=np.float32)
+    pieces = _piecewise.HALF if signed else _piecewise.PIECES
+    special = np.array(
+        [v for j in range(pieces) for v in _piecewise.piece_bounds(j, signed)], np.float32
+    )
     near = np.concatenate([np.nextafter(special, 0), special, np.nextafter(special, 10)])
     grid = np.linspace(0, _NEAR, 400_001, dtype=np.float32)
     a = np.concatenate([grid, near, [np.nextafter(_NEAR, 0), 1e-30, 1e-45]]).astype(np.float32)
@@ -73,7 +75,7 @@ def _scalar_signed(x):
 
 
 def test_signed_table_accuracy():
-    a = _points()
+    a = _points(signed=True)
     x = np.concatenate([-a[::-1], a])  # -0.0 and 0.0 both
     d = _scalar_signed(x)
     xd = x.astype(np.float64)
@@ -82,7 +84,7 @@ def test_signed_table_accuracy():
     err = ulp32(d, ref)
     band = (xd >= -2) & (xd <= -0.5)  # SPEC §4: 4 eps absolute around the zero of mish'
     assert np.abs(d - ref)[band].max() <= 4 * 2.0**-23
-    assert err[~band].max() <= 2.5, x[~band][np.argmax(err[~band])]
+    assert err[~band].max() <= 2, x[~band][np.argmax(err[~band])]
 
 
 def test_tables_accuracy():
@@ -150,7 +152,7 @@ _TABLES = ["XPHI", "PHID", "LOG1PEXP", "XMTANH3", "SILUQ", "TANH2", "TANH"]
 
 @pytest.mark.parametrize("name", _TABLES + ["MISHD"])
 def test_block_evaluation_is_the_scalar_one_bit_for_bit(name):
-    a = _points()
+    a = _points(signed=name == "MISHD")
     a = np.concatenate([a, np.zeros(-a.size % 64, np.float32)])
     x = np.where(np.arange(a.size) % 3 == 0, -a, a).astype(np.float32)  # -0.0 among them
     got = _blocks(getattr(vm, name))(x)
