@@ -18,9 +18,11 @@ TARGETS = ("auto", "cpu", "parallel", "cuda")
 # of the serial SIMD and prange loops on 2 cores (omp), float32 in place, measured by the
 # method of scripts/call_overhead.py (a block of calls per target, so the pool's wake-up
 # counts) at sizes 2^(k/2). Forward: mish, tanhshrink 8-10 K; sigmoid, gelu, elu 13-15 K;
-# softsign, hardsigmoid 45-58 K; relu, hardshrink 100-120 K. Backward (three arrays, so the
-# parallel loop pays off sooner where memory dominates): mish, tanhshrink 7-10 K; gelu,
-# sigmoid, elu 11-16 K; softsign, hardsigmoid 40-45 K; relu, hardshrink 45-50 K. Runs differ
+# softsign, hardsigmoid 45-58 K; relu, hardshrink 100-120 K, and softshrink since it is a
+# clamp and a subtraction (on 2 threads 1.5-1.9x slower at 65-92 K). Backward (three arrays,
+# so the parallel loop pays off sooner where memory dominates): mish, tanhshrink 7-10 K;
+# gelu, sigmoid, elu 11-16 K; softsign, hardsigmoid 40-45 K; relu, hardshrink, softshrink
+# 45-65 K. Runs differ
 # by a factor of about 1.3 near a crossover. Since the small-call ufunc (a one-thread call
 # 0.3 µs cheaper), two runs put mish and tanhshrink at 8-20 K forward and 8-15.5 K backward
 # (tanhshrink' the highest): "heavy" is 12 K for both passes. At 8 K, "auto" ran

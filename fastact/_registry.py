@@ -297,7 +297,7 @@ REGISTRY: dict[str, Activation] = {
             Formulas(F.softshrink, F.shrink_grad, F.nonzero_grad_y),
             params={"lambd": 0.5},
             checks=(_fin("lambd"), ("lambd", lambda v: v >= 0, "lambd must be >= 0")),
-            family="light",
+            family="linear",  # x minus a clamp: vminps/vmaxps, as cheap as hardtanh
             kinks=_SHRINK_KINKS,
             see_also="torch.nn.functional.softshrink",
         ),
