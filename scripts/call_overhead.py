@@ -126,6 +126,9 @@ def _in_place(act, target: str, pass_: str, x):
     return lambda g: act.backward(g, x, out=g, target=target)
 
 
+ROUNDS = 6  # (with two, a slow spell over one block put a few cells at 1.2-2.2)
+
+
 def auto_choice(names, repeat: int) -> None:
     print("target='auto' vs the better of 'cpu' and 'parallel' (float32, in place, us)")
     worst = 0.0
@@ -142,12 +145,15 @@ def auto_choice(names, repeat: int) -> None:
                 for target in ("cpu", "parallel", "auto"):
                     _in_place(act, target, pass_, xm)(master.copy())
                 # each target in a block of samples (interleaving single calls measures the
-                # thread pool waking up, not the choice), the trio twice in opposite orders
-                for order in (("cpu", "parallel", "auto"), ("auto", "parallel", "cpu")):
-                    for target in order:
+                # thread pool waking up, not the choice), the trio in ROUNDS rounds of
+                # alternating order: the median of the blocks' medians, so a slow spell of
+                # the machine over one or two blocks does not decide a cell
+                for r in range(ROUNDS):
+                    order = ("cpu", "parallel", "auto")
+                    for target in order if r % 2 == 0 else order[::-1]:
                         call = _in_place(act, target, pass_, xm)
                         t.setdefault(target, []).append(
-                            _median_call(call, master, master, calls, max(5, repeat // 10))
+                            _median_call(call, master, master, calls, max(5, repeat // 20))
                         )
                 med = {k: float(np.median(v)) for k, v in t.items()}
                 best = min(med["cpu"], med["parallel"])
