@@ -375,6 +375,15 @@ def test_short_path_of_small_calls_matches_the_general_one(name, ufunc, monkeypa
                 assert act.forward(a, out=o) is o
                 np.testing.assert_array_equal(o, want, err_msg=what)
             _check_backward_paths(act, a, dtype, what)
+        # grad and x of one size but other shapes: broadcast as the general path does (an
+        # outer product), or refused with its message
+        gc, xr = x[:5].reshape(5, 1), x[-5:].reshape(1, 5)  # (x ends with special values)
+        want = act.backward(gc, xr, target="parallel")
+        assert want.shape == (5, 5)
+        for target in ("auto", "cpu"):
+            np.testing.assert_array_equal(act.backward(gc, xr, target=target), want)
+        with pytest.raises(ValueError, match="do not broadcast"):
+            act.backward(x[:6].reshape(2, 3), x[:6].reshape(3, 2))
         np.testing.assert_array_equal(act.forward(x[::2]), ref[::2])
         base = data(dtype, 62)  # overlapping out and input: as on copies (NumPy's rule)
         want = act.forward(base[:-1].copy(), target="parallel")
