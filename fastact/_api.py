@@ -250,9 +250,9 @@ def _make(act: Activation, kind: str):
                             return uf(grad, x, grad)
                         except ValueError:  # read-only; x does not broadcast to grad
                             pass
-            elif (target == "auto" and (n := x.size) < limit or target == "cpu") and (
-                grad.size == x.size  # (broadcasting to a larger size: the general path)
-            ):  # (sizes, not shapes: comparing two shape tuples cost 0.12 µs a call)
+            elif grad.size == (n := x.size) and (target == "auto" and n < limit or target == "cpu"):
+                # (sizes, not shapes: comparing two shape tuples cost 0.12 µs a call;
+                # broadcasting to a larger size takes the general path)
                 uf = ufuncs.f32 if dt is _F32 else ufuncs.f64 if dt is _F64 else None
                 if uf is None:
                     uf = ufuncs.warm(dt)
