@@ -896,7 +896,10 @@ overload(xexp_neg, jit_options=_JIT, inline="always")(
 # Where |x| < NEAR a formula may take a tabulated part instead of its exp-based form: a
 # degree-5 to 7 piecewise polynomial (``_piecewise``), which the CPU kernels evaluate a block
 # at a time with in-register lookups. float64 has no tables: ``near`` is False there. TANH
-# covers every float32 (a top at 9.125, where tanh is 1): ``tabled`` is its test.
+# covers every float32 (a top at 9.125, where tanh is 1): ``tabled`` is its test. Without
+# AVX-512 (no ``vpermt2ps``) both are False too: a lookup there is one load per element and
+# coefficient, which LLVM does not vectorize (AVX2 gathers are slow on AMD Zen), and the
+# whole loop ran scalar (float32 tanh on a Zen 3); the exp-based forms vectorize.
 NEAR = _piecewise.NEAR
 XPHI = _piecewise.Table("xphi", _piecewise.XPHI_ROWS, fma, _AVX512)
 PHID = _piecewise.Table("phid", _piecewise.PHID_ROWS, fma, _AVX512)
@@ -909,13 +912,14 @@ MISHD = _piecewise.Table("mishd", _piecewise.MISHD_ROWS, fma, _AVX512, signed=Tr
 
 
 def near(x):
-    """Whether x is a float32 with |x| < NEAR (7.875), where the tables apply."""
-    return isinstance(x, np.float32) and bool(abs(x) < NEAR)
+    """Whether x is a float32 with |x| < NEAR (7.875), where the tables apply (on a CPU with
+    AVX-512)."""
+    return _AVX512 and isinstance(x, np.float32) and bool(abs(x) < NEAR)
 
 
 def tabled(x):
-    """Whether x is a float32, whose tables exist (on the CPU)."""
-    return isinstance(x, np.float32)
+    """Whether x is a float32, whose tables exist (on a CPU with AVX-512)."""
+    return _AVX512 and isinstance(x, np.float32)
 
 
 def xphi_near(a):
@@ -968,10 +972,12 @@ def mishd_near(x):
 
 
 overload(near, jit_options=_JIT, inline="always")(
-    lambda x: (lambda x: abs(x) < np.float32(NEAR)) if x == _F32 else (lambda x: False)
+    lambda x: (
+        (lambda x: abs(x) < np.float32(NEAR)) if x == _F32 and _AVX512 else (lambda x: False)
+    )
 )
 overload(tabled, jit_options=_JIT, inline="always")(
-    lambda x: (lambda x: True) if x == _F32 else (lambda x: False)
+    lambda x: (lambda x: True) if x == _F32 and _AVX512 else (lambda x: False)
 )
 overload(xphi_near, jit_options=_JIT, inline="always")(lambda a: XPHI.scalar)
 overload(phid_near, jit_options=_JIT, inline="always")(lambda a: PHID.scalar)
