@@ -393,8 +393,9 @@ def test_inplace_kernel_has_no_masked_store(fn, params):
                     reason="no AVX-512 on this CPU: the whole run already takes the portable forms")
 def test_portable_forms_pass_the_same_tests():
     """Without AVX-512, exp and xexp scale by 2^k in exponent-bit steps instead of vscalef,
-    and the tables near the origin are loads instead of vpermt2ps: the ULP, subnormal and
-    special-value tests of exp and xexp, and the tests of the tables themselves (not the
+    the tables near the origin are loads instead of vpermt2ps (and no formula takes them), and
+    the in-place kernels store through a buffer: the ULP, subnormal and special-value tests of
+    exp and xexp, the tests of the tables themselves and of the in-place stores (not the
     kernel ones, whose compile time would double), run again that way."""
     env = dict(os.environ, FASTACT_NO_AVX512="1", FASTACT_NO_CACHE="1")
     here = os.path.dirname(__file__)
