@@ -10,7 +10,7 @@ import functools
 
 import numpy as np
 
-from . import _cpu
+from . import _cpu, _vmath
 
 TARGETS = ("auto", "cpu", "parallel", "cuda")
 
@@ -28,8 +28,23 @@ TARGETS = ("auto", "cpu", "parallel", "cuda")
 # (tanhshrink' the highest): "heavy" is 12 K for both passes. At 8 K, "auto" ran
 # tanhshrink' at 10^4 1.17-1.51x slower than one thread; at 12 K, 1.01-1.04x, and every cell
 # of call_overhead.py where "auto" and the better target run different code was within 1.10.
-PARALLEL_THRESHOLD = {"heavy": 12_288, "transcendental": 14_336, "light": 51_200, "linear": 112_640}
-BACKWARD_THRESHOLD = {"heavy": 12_288, "transcendental": 14_336, "light": 43_008, "linear": 47_104}
+# (All on an AMD Zen 4, with AVX-512.)
+_AVX512_THRESHOLDS = (
+    {"heavy": 12_288, "transcendental": 14_336, "light": 51_200, "linear": 112_640},
+    {"heavy": 12_288, "transcendental": 14_336, "light": 43_008, "linear": 47_104},
+)
+# Without AVX-512 (AVX2: 8 lanes, 16 registers) the polynomial kernels take 2-3x longer per
+# element, so two threads pay off sooner, and the others later. On an AMD Zen 3 (the ratio
+# of the two loops, in place, 7 alternating rounds at 19 sizes from 4 K to 2 M), the
+# crossovers were, forward: tanhshrink 4-6 K, sigmoid 8 K, hardswish 66-93 K, relu 131-185 K;
+# backward: tanhshrink' 4-6 K, sigmoid' 12 K, hardswish' 93-131 K, relu' 93-131 K.
+_AVX2_THRESHOLDS = (
+    {"heavy": 5_120, "transcendental": 8_192, "light": 81_920, "linear": 147_456},
+    {"heavy": 4_608, "transcendental": 12_288, "light": 102_400, "linear": 106_496},
+)
+PARALLEL_THRESHOLD, BACKWARD_THRESHOLD = (
+    _AVX512_THRESHOLDS if _vmath._AVX512 else _AVX2_THRESHOLDS
+)
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
