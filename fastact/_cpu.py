@@ -400,7 +400,8 @@ def store_block_opaque(typingctx, src, dst):
     """``dst[:BLOCK] = src[:BLOCK]`` for C-contiguous 1-D arrays of one dtype, in 256-bit
     vectors, each passed through an empty inline-asm statement on its way: the optimiser
     then cannot tell that some elements are stored back unchanged, and stores every vector
-    whole (no masked store). Emits no instruction of its own."""
+    whole (no masked store). The asm statements emit nothing: one load and one store per
+    vector."""
     ok = (
         isinstance(src, numba.types.Array) and isinstance(dst, numba.types.Array)
         and src.dtype == dst.dtype and src.layout == dst.layout == "C"
