@@ -279,7 +279,8 @@ def _last_block(fn, nin: int):
     """``tail(x, out, s, *p)`` / ``tail(g, x, out, s, *p)``: writes the results for
     ``x[s:]`` (fewer than BLOCK elements) to ``out[s:]``, computed in a zero-padded block
     (on the stack) by the same steps as the full blocks. Shared by the flat and in-place
-    kernels of ``fn``."""
+    kernels of ``fn``. (The copies are loops: slice assignments compiled Numba's shape check
+    and the formatting of its message, 2.5 s of string code, into every process.)"""
     prepare, finish = _stages(fn)
     if nin == 1:
 
@@ -288,12 +289,15 @@ def _last_block(fn, nin: int):
             m = x.size - s
             bx = block_buffer(x)
             bx[:] = 0
-            bx[:m] = x[s:]
+            for j in range(m):
+                bx[j] = x[s + j]
             P = block_buffer(x)
             prepare(bx, P, *p)
+            bo = block_buffer(x)  # (stored back into bx, an unchanged x was a masked store)
             for j in range(BLOCK):
-                bx[j] = finish(bx[j], P[j], *p)
-            out[s:] = bx[:m]
+                bo[j] = finish(bx[j], P[j], *p)
+            for j in range(m):
+                out[s + j] = bo[j]
 
     else:
 
@@ -304,13 +308,15 @@ def _last_block(fn, nin: int):
             bx = block_buffer(x)
             bg[:] = 0
             bx[:] = 0
-            bg[:m] = g[s:]
-            bx[:m] = x[s:]
+            for j in range(m):
+                bg[j] = g[s + j]
+                bx[j] = x[s + j]
             P = block_buffer(x)
             prepare(bx, P, *p)
             for j in range(BLOCK):
                 bg[j] = bg[j] * finish(bx[j], P[j], *p)
-            out[s:] = bg[:m]
+            for j in range(m):
+                out[s + j] = bg[j]
 
     return njit(**_OPTIONS)(unique_name(tail, f"{fn.__name__}_tail{nin}"))
 
