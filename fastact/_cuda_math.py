@@ -92,6 +92,12 @@ def exp(x):
 
 
 @device
+def exp_neg(x):
+    """e^x for x <= 0 (or NaN)."""
+    return type(x)(_exp(x))
+
+
+@device
 def expm1(x):
     """e^x − 1."""
     return type(x)(_expm1(x))

@@ -84,14 +84,14 @@ def _sq2(hi, lo):
 def sigmoid(x):
     """1/(1+e^-x), from t = e^-|x| so that nothing overflows or cancels."""
     T = type(x)
-    t = vm.exp(-abs(x))
+    t = vm.exp_neg(-abs(x))
     return (T(1) if x >= 0 else t) / (T(1) + t)
 
 
 @scalar
 def sigmoid_grad(x):
     """σ(x)σ(-x) = t/(1+t)², t = e^-|x|, with 1 + t kept exact."""
-    t = vm.exp(-abs(x))
+    t = vm.exp_neg(-abs(x))
     hi, lo = _one_plus(t)
     return t / _sq2(hi, lo)
 
@@ -129,7 +129,7 @@ tanh.split = Split(vm.TANH, _tanh_far, _tanh_finish, near=vm.tabled)
 def tanh_grad(x):
     """1 - tanh² = 4t/(1+t)², t = e^-2|x| (no cancellation where tanh rounds to ±1)."""
     T = type(x)
-    t = vm.exp(T(-2) * abs(x))
+    t = vm.exp_neg(T(-2) * abs(x))
     hi, lo = _one_plus(t)
     return T(4) * t / _sq2(hi, lo)
 
@@ -641,7 +641,7 @@ def hardswish_grad(x):
 # ----------------------------------------------------------------- log sigmoid
 @scalar
 def _log_sigmoid_far(x):
-    return vm.log1p_unit(vm.exp(-abs(x)))
+    return vm.log1p_unit(vm.exp_neg(-abs(x)))
 
 
 @scalar

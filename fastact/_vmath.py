@@ -7,6 +7,8 @@ Python function (so it runs as-is under the CUDA simulator and in pure Python) w
 Contract (what ``_formulas`` relies on):
 
 - ``exp, expm1, log1p, tanh``: faithful to ~1 ULP, C99 special values, subnormal results kept.
+- ``exp_neg(x)`` = exp(x), the same bits, for x <= 0 only (NaN passes): cheaper without
+  AVX-512 (2^k of a subnormal result in one step after an exact one, not two).
 - ``log1p_unit(t)`` = log1p(t) for t in [0, 1] only (NaN passes): cheaper in float32.
 - ``xexp(a, x)`` = a·e^x rounded once, without the intermediate underflow of e^x
   (e^x may be subnormal or zero while a·e^x is a normal number); ``xexp_neg(a, x, dx)``
@@ -468,6 +470,19 @@ def exp_impl(x):
     return y if x == x else x
 
 
+def exp_neg_impl(x):
+    _inline_me()
+    em1, k = _exp_red(x if x > EXP_LO else EXP_LO)
+    y = _ldexp_neg(em1 + F(1), k)
+    return y if x == x else x
+
+
+def _ldexp_pre(y, k):
+    # y·2^k for k <= 0 (down to EXP_LO·log2 e): y·S_DEEP is exact, and the one step that
+    # may round (to a subnormal) comes last, as in _ldexp_two_steps, at fewer operations
+    return _scale2(y * S_DEEP, k + K_ADD)
+
+
 def _ldexp_two_steps(y, k):
     # y·2^k in two normal-range steps, so that a subnormal result is rounded once
     k1 = (k * F(0.5) + SHIFTER) - SHIFTER
@@ -693,6 +708,7 @@ def _build(F, polys, consts):
     # 2^k scaling: vscalef where the CPU has it, else two exponent-bit steps
     ns["_ldexp"] = _ldexp_scalef if _SCALEF else ns["_ldexp_two_steps"]
     ns["_ldexp_wide"] = _ldexp_scalef if _SCALEF else ns["_ldexp_deep"]
+    ns["_ldexp_neg"] = _ldexp_scalef if _SCALEF else ns["_ldexp_pre"]
     return ns
 
 
@@ -764,6 +780,11 @@ def exp(x):
     """e^x."""
     with np.errstate(all="ignore"):
         return type(x)(np.exp(x))
+
+
+def exp_neg(x):
+    """e^x for x <= 0 (or NaN): exp's value, cheaper without AVX-512 (one scaling step)."""
+    return exp(x)
 
 
 def expm1(x):
@@ -893,7 +914,8 @@ def xmtanh(x):
     return type(x)(_xmtanh64(float(x)))
 
 
-for _f in (exp, expm1, log1p, log1p_unit, tanh, tanh_sq, erfcx, phicx, xmtanh, exp_reduced):
+for _f in (exp, exp_neg, expm1, log1p, log1p_unit, tanh, tanh_sq, erfcx, phicx, xmtanh,
+           exp_reduced):
     _register(_f, _f.__name__ + "_impl")
 del _f
 overload(xexp, jit_options=_JIT, inline="always")(lambda a, x: _pick("xexp_impl", a, x))

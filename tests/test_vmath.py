@@ -157,6 +157,23 @@ def test_exp_subnormal_results_dense():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_neg_is_exp_for_x_at_most_0(dtype):
+    """exp_neg scales by 2^k in one step (without AVX-512): the same bits as exp for every
+    x <= 0, across the subnormal results (dense), down to 0, and for -0, -inf and NaN."""
+    lo, sub = (-104.5, -87.0) if dtype == np.float32 else (-746.0, -707.0)
+    bits = np.int32 if dtype == np.float32 else np.int64
+    a, b = (np.array(v, dtype).view(bits) for v in (sub, lo))
+    x = np.concatenate([
+        np.arange(a, b, max(1, (b - a) // 20_000), dtype=bits).view(dtype),  # subnormal e^x
+        np.random.default_rng(8).uniform(lo - 5.0, 0.0, 20_000).astype(dtype),
+        np.array([0.0, -0.0, -1e-30, -np.inf, np.nan, lo, sub], dtype),
+    ])
+    got, want = loop("exp_neg")(x), loop("exp")(x)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got.view(bits), want.view(bits))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_xexp(dtype):
     """a·e^x: one rounding region, no underflow of e^x when a·e^x is normal."""
     rng = np.random.default_rng(5)
