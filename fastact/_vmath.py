@@ -223,10 +223,11 @@ def _copysign(typingctx, a, b):
 def _inline_me(typingctx):
     """Mark the LLVM function being compiled ``alwaysinline``.
 
-    The template below is inlined into its caller at the Numba IR level, so this marks the
-    scalar formula that uses the math layer: LLVM then inlines the formula into the kernel
-    loop (its size would exceed the inliner's threshold), which is what lets the loop
-    vectorize.
+    The template's entry points (``*_impl``) are inlined into their caller at the Numba IR
+    level, so there this marks the scalar formula that uses the math layer: LLVM then
+    inlines the formula into the kernel loop (its size would exceed the inliner's
+    threshold), which is what lets the loop vectorize. The template's helpers, compiled as
+    functions of their own, start with it too, so they are inlined into the entry points.
     """
 
     def codegen(context, builder, signature, args):
@@ -705,7 +706,8 @@ def _build(F, polys, consts):
         if isinstance(obj, type(_build)) and obj.__globals__ is ns:
             entry = obj.__name__.endswith("_impl")
             register_jitable(inline="always" if entry else "never", **_JIT)(obj)
-    # 2^k scaling: vscalef where the CPU has it, else two exponent-bit steps
+    # 2^k scaling: vscalef where the CPU has it, else exponent-bit steps (two, or for k <= 0
+    # an exact multiply and one step)
     ns["_ldexp"] = _ldexp_scalef if _SCALEF else ns["_ldexp_two_steps"]
     ns["_ldexp_wide"] = _ldexp_scalef if _SCALEF else ns["_ldexp_deep"]
     ns["_ldexp_neg"] = _ldexp_scalef if _SCALEF else ns["_ldexp_pre"]
