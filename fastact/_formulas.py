@@ -15,9 +15,12 @@ from numba import njit
 
 from . import _vmath as vm
 
-scalar = njit(error_model="numpy", fastmath={"contract"})
+scalar = njit(error_model="numpy", fastmath={"contract"}, forceinline=True)
 """Decorator for a scalar formula: NumPy error model (no division checks, keeps SIMD),
-FMA contraction only (no nnan/ninf/reassoc, which would break NaN and compensated sums)."""
+FMA contraction only (no nnan/ninf/reassoc, which would break NaN and compensated sums),
+and LLVM's alwaysinline (``forceinline``), so that the kernel loops inline it and vectorize:
+a formula that calls only other formulas got no mark from the math layer, and float32
+gelu' (approximate='tanh') ran as a scalar loop, 7x slower."""
 
 _SELU_SCALE = 1.0507009873554804934193349852946
 _SELU_ALPHA = 1.6732632423543772848170429916717

@@ -318,6 +318,7 @@ _ASM_CASES = [
     (_formulas.tanh, ()),
     (_formulas.gelu, ()),
     (_formulas.tanhshrink, ()),
+    (_formulas.gelu_tanh_grad, ()),  # calls other formulas only: was not inlined, scalar
 ]
 
 
