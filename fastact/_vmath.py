@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from fractions import Fraction
 
 import numpy as np
@@ -226,8 +225,7 @@ def _inline_me(typingctx):
     The template's entry points (``*_impl``) are inlined into their caller at the Numba IR
     level, so there this marks the scalar formula that uses the math layer: LLVM then
     inlines the formula into the kernel loop (its size would exceed the inliner's
-    threshold), which is what lets the loop vectorize. The template's helpers, compiled as
-    functions of their own, start with it too, so they are inlined into the entry points.
+    threshold), which is what lets the loop vectorize.
     """
 
     def codegen(context, builder, signature, args):
@@ -685,14 +683,6 @@ def _horner(name, coeffs):
     return f"\ndef {name}(x):\n    return {expr}\n"
 
 
-# The template's helpers (every function but the ``*_impl`` entry points): each is compiled
-# once per float type and process, as a function of its own that LLVM inlines (the
-# ``_inline_me()`` put first in its body). Inlined at the Numba IR level instead, as the
-# entry points are, each was compiled again in every formula, and the formula's IR grew
-# with every copy: float64 tanhshrink's took 10 s to compile, silu' float32's 4 s.
-_HELPER_DEF = re.compile(r"^(def (?!\w+_impl\()\w+\(.*\):\n)", re.M)
-
-
 def _build(F, polys, consts):
     """Compile the template for float type F; returns its namespace."""
     ns = {"F": F, "fma": fma, "sq_split": sq_split, "_scale2": _scale2, "_log_split": _log_split,
@@ -700,12 +690,18 @@ def _build(F, polys, consts):
     ns.update({k: F(v) for k, v in consts.items()})
     src = "".join(_horner(n, c) for n, c in polys.items()) + _LOG_TAIL[F.__name__] + _TEMPLATE
     src += _LOG1P_UNIT[F.__name__] + _TANH[F.__name__] + _PHICX[F.__name__]
-    src = _HELPER_DEF.sub(r"\1    _inline_me()\n", src)
     exec(compile(src, f"<fastact._vmath template {F.__name__}>", "exec"), ns)  # noqa: S102
+    # The entry points (``*_impl``) are inlined at the Numba IR level. The helpers (every
+    # other function) are compiled once per float type and process, as functions of their
+    # own that LLVM inlines (``forceinline``): inlined at the IR level too, each was compiled
+    # again in every formula, and the formula's IR grew with every copy (float64
+    # tanhshrink's took 10 s to compile, float32 silu''s 4 s).
     for obj in list(ns.values()):
         if isinstance(obj, type(_build)) and obj.__globals__ is ns:
-            entry = obj.__name__.endswith("_impl")
-            register_jitable(inline="always" if entry else "never", **_JIT)(obj)
+            if obj.__name__.endswith("_impl"):
+                register_jitable(inline="always", **_JIT)(obj)
+            else:
+                register_jitable(forceinline=True, **_JIT)(obj)
     # 2^k scaling: vscalef where the CPU has it, else exponent-bit steps (two, or for k <= 0
     # an exact multiply and one step)
     ns["_ldexp"] = _ldexp_scalef if _SCALEF else ns["_ldexp_two_steps"]
