@@ -47,13 +47,49 @@ class Split(NamedTuple):
     ``near(u)`` and far(x, *p) elsewhere, u = arg(x, *p) (x itself if arg is None), near
     ``vm.near`` unless given (``vm.tabled`` for a table that covers every float32). The
     CPU kernels evaluate the table for a whole block at once where every element is near
-    (``_piecewise.block_eval``), which is the same P bit for bit."""
+    (``_piecewise.block_eval``), which is the same P bit for bit. With no table (None), P is
+    far(x, *p) everywhere; a far made by ``passes`` is computed a pass at a time over the
+    block."""
 
     table: object
     far: object
     finish: object
     arg: object = None
     near: object = None
+
+
+def passes(first, *rest):
+    """The scalar function x, *p -> v_k of the chain v_1 = first(x, *p), v_i =
+    rest[i-2](x, v_(i-1), *p), with the chain as its ``passes`` attribute. The CPU kernels
+    run a chain used as a ``Split``'s far one pass at a time over a block, each in a loop of
+    its own through a buffer, so each loop holds only its own pass's constants in registers
+    and a shorter chain of dependent operations. One loop for the whole chain was up to
+    twice as slow on a Zen 3 (AVX2's 16 vector registers): float32 log-sigmoid, exp then
+    log1p, 1.52 against 0.77 ns per element in cache. The values are the same bits: each
+    pass rounds to the dtype either way, and the functions end in a value, not a product
+    that FMA contraction could fuse into the next pass's sum (the bitwise tests check it)."""
+    if not rest:
+        return first
+    head, last = passes(first, *rest[:-1]), rest[-1]
+
+    @scalar
+    def chain(x, *p):
+        return last(x, head(x, *p), *p)
+
+    chain.passes = getattr(head, "passes", (head,)) + (last,)
+    return chain
+
+
+@scalar
+def _exp_neg_abs(x):
+    """e^-|x|."""
+    return vm.exp_neg(-abs(x))
+
+
+@scalar
+def _log1p_of(x, t, *p):
+    """log(1 + t) for t in [0, 1]."""
+    return vm.log1p_unit(t)
 
 
 # ------------------------------------------------------------------ binary step
@@ -504,10 +540,13 @@ def _softplus_arg(x, beta, threshold):
 
 
 @scalar
-def _softplus_far(x, beta, threshold):
-    """L = log(1 + e^-|u|), u = fl(βx) (finish puts back the rounding of βx)."""
-    T = type(x)
-    return vm.log1p_unit(vm.xexp_neg(T(1), -abs(beta * x), T(0)))
+def _softplus_exp(x, beta, threshold):
+    """e^-|u|, u = fl(βx)."""
+    return vm.exp_neg(-abs(beta * x))
+
+
+# L = log(1 + e^-|u|), u = fl(βx) (finish puts back the rounding of βx)
+_softplus_far = passes(_softplus_exp, _log1p_of)
 
 
 @scalar
@@ -642,9 +681,7 @@ def hardswish_grad(x):
 
 
 # ----------------------------------------------------------------- log sigmoid
-@scalar
-def _log_sigmoid_far(x):
-    return vm.log1p_unit(vm.exp_neg(-abs(x)))
+_log_sigmoid_far = passes(_exp_neg_abs, _log1p_of)
 
 
 @scalar

@@ -214,14 +214,43 @@ def test_a_far_neighbour_changes_no_other_result(name, call, target):
                 np.testing.assert_array_equal(inplace, got)
 
 
-def test_the_ufunc_gives_the_kernels_bits():
-    """Strided input goes through the ufunc (scalar formula per element): the same values
-    as the contiguous kernels' block path."""
-    x = np.random.default_rng(6).uniform(-8, 8, 2 * 4096).astype(np.float32)
-    for fn in (fastact.tanh, fastact.gelu, fastact.gelu_grad, fastact.softplus,
-               fastact.tanhshrink, fastact.tanhshrink_grad, fastact.silu_grad,
-               fastact.log_sigmoid, fastact.mish_grad):
-        np.testing.assert_array_equal(fn(x[::2], target="cpu"), fn(x, target="cpu")[::2])
+def _split_calls(dtype):
+    """(label, call) for every formula written as a ``Split`` (a table, or a far part
+    computed a pass at a time): forward or grad of an activation (variant)."""
+    for act in fastact.ACTIVATIONS.values():
+        variants = act.variants.items() if act.variant else [(None, act.formulas)]
+        for choice, forms in variants:
+            kw = {act.variant: choice} if act.variant else {}
+            for kind in ("f", "grad"):
+                split = getattr(getattr(forms, kind), "split", None)
+                if split is None:
+                    continue
+                if dtype == np.float64 and not hasattr(split.far, "passes"):
+                    continue  # (no table: one scalar function, as the ufunc's)
+                fn = act.forward if kind == "f" else act.grad
+                yield f"{act.name}{kw or ''} {kind}", lambda x, fn=fn, kw=kw: fn(x, **kw)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_ufunc_gives_the_kernels_bits(dtype):
+    """Strided input goes through the ufunc (the scalar formula per element): the same
+    values as the contiguous kernels' block path, table and passes, for every formula
+    written as a Split; over the tables' range, beyond it, into the underflow and overflow
+    of exp, and at the special values."""
+    rng = np.random.default_rng(6)
+    tiny = np.ldexp(rng.uniform(-1, 1, 256), -rng.integers(0, 140, 256))
+    special = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-45, -1e-45, 88.7, -88.7, 103.9, -103.9,
+               7.875, -7.875]
+    x = np.concatenate([
+        rng.uniform(-8, 8, 2 * 2048), rng.uniform(-800, 800, 2 * 512),
+        rng.standard_normal(2 * 512) * 30, tiny, special,
+    ]).astype(dtype)
+    x = rng.permutation(x)
+    calls = list(_split_calls(dtype))
+    assert calls
+    for label, call in calls:
+        with np.errstate(all="ignore"):
+            np.testing.assert_array_equal(call(x[::2]), call(x)[::2], err_msg=label)
 
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
