@@ -289,11 +289,22 @@ def _gauss_tail(x):
 
 
 @scalar
-def _gelu_far(x):
-    """P = a·Φ(-a), a = |x|, from phicx and an exact e^(-a²/2), so the x < 0 tail keeps full
-    accuracy; ±inf and NaN need no case of their own (P = 0 there)."""
+def _gelu_phicx(x):
+    """a·phicx(a), a = |x| (clamped as by _gauss_tail)."""
     a, m, dm = _gauss_tail(x)
-    return vm.xexp_neg(a * vm.phicx(a), m, dm)
+    return a * vm.phicx(a)
+
+
+@scalar
+def _times_gauss(x, q):
+    """q·e^(-a²/2), a = |x|, from an exact a² (clamped as by _gauss_tail)."""
+    a, m, dm = _gauss_tail(x)
+    return vm.xexp_neg(q, m, dm)
+
+
+# P = a·Φ(-a), a = |x|, from phicx and an exact e^(-a²/2), so the x < 0 tail keeps full
+# accuracy; ±inf and NaN need no case of their own (P = 0 there).
+_gelu_far = passes(_gelu_phicx, _times_gauss)
 
 
 @scalar

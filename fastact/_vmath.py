@@ -542,11 +542,21 @@ def ldexp_impl(y, k):
 
 def xexp_neg_impl(a, x, dx):
     _inline_me()
-    deep = not x > XEXP_LO  # (or NaN) 0 anyway: no dx, which may be large there
-    x = XEXP_LO if deep else x
+    deep = not x > XNEG_LO  # (or NaN) 0 anyway: no dx, which may be large there
+    x = XNEG_LO if deep else x
     dx = F(0) if deep else dx
     r, k = _reduce(x)
-    return _ldexp_wide(fma(a, _exp_m1(r + dx), a), k)
+    return _ldexp_low(fma(a, _exp_m1(r + dx), a), k)
+
+
+def _ldexp_down(y, k):
+    # y·2^k for k <= 0 down to XNEG_LO·log2(e) - 1, in one step that rounds once: 2^k is
+    # normal where k >= K_LOW; below, y·S_DEEP is exact (for |y| >= 2^-62 in float32,
+    # 2^-422 in float64) and 2^(k + K_ADD) normal
+    deep = k < K_LOW
+    y = y * S_DEEP if deep else y
+    k = k + K_ADD if deep else k
+    return _scale2(y, k)
 
 
 def _ldexp_deep(y, k):
@@ -707,6 +717,7 @@ def _build(F, polys, consts):
     ns["_ldexp"] = _ldexp_scalef if _SCALEF else ns["_ldexp_two_steps"]
     ns["_ldexp_wide"] = _ldexp_scalef if _SCALEF else ns["_ldexp_deep"]
     ns["_ldexp_neg"] = _ldexp_scalef if _SCALEF else ns["_ldexp_pre"]
+    ns["_ldexp_low"] = _ldexp_scalef if _SCALEF else ns["_ldexp_down"]
     return ns
 
 
@@ -731,6 +742,7 @@ _N32 = _build(
         "TANH_LO": -80.0,                           # e^(-2|x|), one-step scaling
         "XEXP_LO": -194.0, "XEXP_HI": 176.0,        # a·e^x: 0 below for any finite a
         "K_DEEP": -200.0, "S_DEEP": 2.0**-64, "K_ADD": 64.0,
+        "XNEG_LO": -131.0, "K_LOW": -60.0,         # a·e^x, x <= 0, |a| < 2^32: 0 below
         "TWO_P": 2.0**24, "KC_MAX": 64.0,           # 1+x exact-error range, 2^-k clamp
         "INF": math.inf, "NAN": math.nan, "ERFCX_F0M1": _ERFCX_32_F0 - 1.0,
         "INV_SQRT2PI": 0.3989422804014327, "C0": _PHICX_32_C0,
@@ -750,6 +762,7 @@ _N64 = _build(
         "TANH_LO": -700.0,
         "XEXP_LO": -1456.0, "XEXP_HI": 1416.0,
         "K_DEEP": -1900.0, "S_DEEP": 2.0**-600, "K_ADD": 600.0,
+        "XNEG_LO": -1124.0, "K_LOW": -500.0,
         "TWO_P": 2.0**53, "KC_MAX": 512.0,
         "INF": math.inf, "NAN": math.nan, "ERFCX_F0M1": -5.93e-18, "SQRT1_2": 0.7071067811865476,
     },
@@ -814,8 +827,10 @@ def tanh_sq(x):
 
 
 def xexp_neg(a, x, dx):
-    """a·e^(x + dx) for finite a, x <= 0 and |dx| <= 2^-20·|x| (the low part of a two-part
-    exponent): ``xexp`` without its special cases (a NaN x gives a finite result)."""
+    """a·e^(x + dx) for x <= 0, |dx| <= 2^-20·|x| (the low part of a two-part exponent) and
+    |a| < 2^32, which where x < -41 (float32; -346 float64) is 0 or at least 2^-62 (2^-422):
+    ``xexp`` without its special cases, and one scaling step (a NaN x gives a finite
+    result)."""
     if not x > -1e4:  # -inf, NaN: 0, whatever dx is (it may be NaN there)
         return type(a)(a * 0.0)
     return xexp(a, x + dx)

@@ -244,13 +244,20 @@ def test_special_values(name, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_xexp_neg(dtype):
-    """a·e^(x + dx) for x <= 0 and a tiny dx: xexp's accuracy, subnormal results kept."""
+    """a·e^(x + dx) for x <= 0 and a tiny dx: xexp's accuracy, subnormal results kept;
+    also at the edges of its contract, where the scaling takes its exact first step (x below
+    -41 in float32, -346 in float64, |a| from 2^-62 (2^-422) to 2^32), down to where the
+    result is 0."""
     run = loop("xexp_neg")
     rng = np.random.default_rng(9)
     n = 20_000 if dtype == np.float32 else 1500
     deep = 110.0 if dtype == np.float32 else 745.0
-    a = np.concatenate([rng.uniform(0, 4, n), np.exp2(rng.uniform(-60, 60, n))]).astype(dtype)
-    x = np.concatenate([rng.uniform(-deep, 0, n), rng.uniform(-30, 0, n)]).astype(dtype)
+    a_lo, x_lo, x_hi = {
+        np.float32: (-62, -135, -41), np.float64: (-422, -1130, -346)}[dtype]
+    a = np.concatenate([rng.uniform(0, 4, n), np.exp2(rng.uniform(-60, 60, n)),
+                        np.exp2(rng.uniform(a_lo, 32, n))]).astype(dtype)
+    x = np.concatenate([rng.uniform(-deep, 0, n), rng.uniform(-30, 0, n),
+                        rng.uniform(x_lo, x_hi, n)]).astype(dtype)
     dx = (x * rng.uniform(-1, 1, x.size) * float(np.finfo(dtype).eps)).astype(dtype)
     got = run(a, x, dx)
     with mp.workprec(100):
