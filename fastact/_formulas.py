@@ -387,7 +387,7 @@ def _gelu_tanh_2u(x):
 def _exp_neg_abs2(h, l):
     """e^-|h+l| for a two-part argument (l tiny)."""
     T = type(h)
-    t = vm.exp(-abs(h))
+    t = vm.exp_neg(-abs(h))
     return t * (T(1) - l if h >= 0 else T(1) + l)
 
 
@@ -399,7 +399,7 @@ def gelu_tanh(x):
     if abs(x) > 30:  # σ(2u) is exactly 0 or 1 in both dtypes
         return T(0) if x < 0 else x
     h, l = _gelu_tanh_2u(x)
-    v = vm.xexp(x * (T(1) + l) if h < 0 else T(1) - l, -abs(h))
+    v = vm.xexp_neg(x * (T(1) + l) if h < 0 else T(1) - l, -abs(h), T(0))
     return v / (T(1) + v / x) if h < 0 else x / (T(1) + v)
 
 
@@ -421,9 +421,11 @@ def gelu_tanh_grad(x):
 # ------------------------------------------------------------------------ silu
 @scalar
 def _xexp_neg(x):
-    """x·e^x for x < 0 and e^-x for x >= 0: the one exponential that silu and mish need."""
+    """x·e^x for x < 0 and e^-x for x >= 0: the one exponential that silu needs (|x| >= 41
+    where xexp_neg takes its exact first step; a larger x than xexp_neg's 2^32 only where
+    silu returns 0)."""
     T = type(x)
-    return vm.xexp(x if x < 0 else T(1), -abs(x))
+    return vm.xexp_neg(x if x < 0 else T(1), -abs(x), T(0))
 
 
 @scalar
@@ -441,17 +443,25 @@ def silu(x):
 
 
 @scalar
-def _silu_grad_far(x):
-    """Q = silu'(-a), a = |x| (silu'(x) is Q for x < 0 and 1 - Q for x >= 0, as silu'(-a) =
-    1 - silu'(a)): σ(-a)(1 - a·σ(a)) = e^-a(1 + t - a)/(1+t)², t = e^-a (1 + t exact, and
-    1 - a exact near the zero at a = 1.28)."""
+def _silu_grad_ratio(x, t):
+    """(1 + t - a)/(1+t)², a = |x|, from t = e^-a (1 + t exact, and 1 - a exact near the
+    zero at a = 1.28)."""
+    dh, dl = _one_plus(t)
+    return ((dh - abs(x)) + dl) / _sq2(dh, dl)
+
+
+@scalar
+def _silu_grad_scaled(x, w):
+    """e^-a·w, a = |x|; 0 below -800 (and w may overflow there). (Where a > 41, |w| > 40:
+    xexp_neg's exact first step.)"""
     T = type(x)
     v = -abs(x)
-    if v < -800:  # underflows in both dtypes (and (1+t+v)/(1+t)² could overflow)
-        return T(0)
-    t = vm.exp(v)
-    dh, dl = _one_plus(t)
-    return vm.xexp(((dh + v) + dl) / _sq2(dh, dl), v)
+    return T(0) if v < -800 else vm.xexp_neg(w, v, T(0))
+
+
+# Q = silu'(-a), a = |x| (silu'(x) is Q for x < 0 and 1 - Q for x >= 0, as silu'(-a) =
+# 1 - silu'(a)): σ(-a)(1 - a·σ(a)) = e^-a(1 + t - a)/(1+t)², t = e^-a.
+_silu_grad_far = passes(_exp_neg_abs, _silu_grad_ratio, _silu_grad_scaled)
 
 
 @scalar
