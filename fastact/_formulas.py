@@ -58,26 +58,23 @@ class Split(NamedTuple):
     near: object = None
 
 
-def passes(first, *rest):
-    """The scalar function x, *p -> v_k of the chain v_1 = first(x, *p), v_i =
-    rest[i-2](x, v_(i-1), *p), with the chain as its ``passes`` attribute. The CPU kernels
-    run a chain used as a ``Split``'s far one pass at a time over a block, each in a loop of
-    its own through a buffer, so each loop holds only its own pass's constants in registers
-    and a shorter chain of dependent operations. One loop for the whole chain was up to
-    twice as slow on a Zen 3 (AVX2's 16 vector registers): float32 log-sigmoid, exp then
-    log1p, 1.52 against 0.77 ns per element in cache. The values are the same bits: each
-    pass rounds to the dtype either way, and the functions end in a value, not a product
-    that FMA contraction could fuse into the next pass's sum (the bitwise tests check it)."""
-    if not rest:
-        return first
-    head, last = passes(first, *rest[:-1]), rest[-1]
+def passes(*chain):
+    """Decorator: marks a far function computed as the chain v_1 = chain[0](x, *p), v_i =
+    chain[i-1](x, v_(i-1), *p), the last v its value (its body is that composition). The
+    CPU kernels run the far part of such a ``Split`` one pass at a time over a block, each
+    in a loop of its own through a buffer, so each loop holds only its own constants in
+    registers and a shorter chain of dependent operations. One loop for the whole chain was
+    up to twice as slow on a Zen 3 (AVX2's 16 vector registers): float32 log-sigmoid, exp
+    then log1p, 1.52 against 0.77 ns per element in cache. Each pass rounds to the dtype
+    either way, so the values are the same bits unless FMA contraction fuses a product that
+    ends one pass into the next one's sum (the ufunc-against-kernel test would show it).
+    (Written out, not generated: the CUDA twins need plain module-level functions.)"""
 
-    @scalar
-    def chain(x, *p):
-        return last(x, head(x, *p), *p)
+    def mark(fn):
+        fn.passes = chain
+        return fn
 
-    chain.passes = getattr(head, "passes", (head,)) + (last,)
-    return chain
+    return mark
 
 
 @scalar
@@ -87,7 +84,7 @@ def _exp_neg_abs(x):
 
 
 @scalar
-def _log1p_of(x, t, *p):
+def _log1p_of(x, t):
     """log(1 + t) for t in [0, 1]."""
     return vm.log1p_unit(t)
 
@@ -302,9 +299,12 @@ def _times_gauss(x, q):
     return vm.xexp_neg(q, m, dm)
 
 
-# P = a·Φ(-a), a = |x|, from phicx and an exact e^(-a²/2), so the x < 0 tail keeps full
-# accuracy; ±inf and NaN need no case of their own (P = 0 there).
-_gelu_far = passes(_gelu_phicx, _times_gauss)
+@passes(_gelu_phicx, _times_gauss)
+@scalar
+def _gelu_far(x):
+    """P = a·Φ(-a), a = |x|, from phicx and an exact e^(-a²/2), so the x < 0 tail keeps full
+    accuracy; ±inf and NaN need no case of their own (P = 0 there)."""
+    return _times_gauss(x, _gelu_phicx(x))
 
 
 @scalar
@@ -459,9 +459,12 @@ def _silu_grad_scaled(x, w):
     return T(0) if v < -800 else vm.xexp_neg(w, v, T(0))
 
 
-# Q = silu'(-a), a = |x| (silu'(x) is Q for x < 0 and 1 - Q for x >= 0, as silu'(-a) =
-# 1 - silu'(a)): σ(-a)(1 - a·σ(a)) = e^-a(1 + t - a)/(1+t)², t = e^-a.
-_silu_grad_far = passes(_exp_neg_abs, _silu_grad_ratio, _silu_grad_scaled)
+@passes(_exp_neg_abs, _silu_grad_ratio, _silu_grad_scaled)
+@scalar
+def _silu_grad_far(x):
+    """Q = silu'(-a), a = |x| (silu'(x) is Q for x < 0 and 1 - Q for x >= 0, as silu'(-a) =
+    1 - silu'(a)): σ(-a)(1 - a·σ(a)) = e^-a(1 + t - a)/(1+t)², t = e^-a."""
+    return _silu_grad_scaled(x, _silu_grad_ratio(x, _exp_neg_abs(x)))
 
 
 @scalar
@@ -566,8 +569,16 @@ def _softplus_exp(x, beta, threshold):
     return vm.exp_neg(-abs(beta * x))
 
 
-# L = log(1 + e^-|u|), u = fl(βx) (finish puts back the rounding of βx)
-_softplus_far = passes(_softplus_exp, _log1p_of)
+@scalar
+def _softplus_log(x, t, beta, threshold):
+    return vm.log1p_unit(t)
+
+
+@passes(_softplus_exp, _softplus_log)
+@scalar
+def _softplus_far(x, beta, threshold):
+    """L = log(1 + e^-|u|), u = fl(βx) (finish puts back the rounding of βx)."""
+    return _softplus_log(x, _softplus_exp(x, beta, threshold), beta, threshold)
 
 
 @scalar
@@ -702,7 +713,10 @@ def hardswish_grad(x):
 
 
 # ----------------------------------------------------------------- log sigmoid
-_log_sigmoid_far = passes(_exp_neg_abs, _log1p_of)
+@passes(_exp_neg_abs, _log1p_of)
+@scalar
+def _log_sigmoid_far(x):
+    return _log1p_of(x, _exp_neg_abs(x))
 
 
 @scalar
