@@ -163,6 +163,9 @@ def ldexp(y, k):
     return (y * T(2) ** h) * T(2) ** (k - h)
 
 
+ldexp_low = ldexp
+
+
 @device
 def xexp_neg(a, x, dx):
     """a·e^(x + dx) for x <= 0 and a tiny dx: a·(1 + dx)·e^x; 0 (dx ignored, it may be

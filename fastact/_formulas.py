@@ -485,39 +485,52 @@ silu_grad.split = Split(vm.SILUQ, _silu_grad_far, _silu_grad_finish)
 
 # ------------------------------------------------------------------------ mish
 @scalar
-def mish(x):
-    """x·tanh(softplus x) = x·n/(n+2), n = t(t+2), t = e^x; below -64, u·(t+2)/(n+2) with
-    u = x·e^x (x(1+m) rounded once, then 2^k: exact where e^x alone underflows). t and u
-    from one reduced exp, e^x = (1+m)·2^k; one division for both forms."""
+def _mish_exp(x):
+    """w = e^x, or x·e^x below -64 (x(1+m) rounded once, then 2^k: exact where e^x alone
+    underflows), from one reduced exp e^x = (1+m)·2^k."""
+    T = type(x)
+    a = x if x < -64 else T(1)
+    m, k = vm.exp_reduced(x)
+    return vm.ldexp_low(vm.fma(a, m, a), k)  # (|a| >= 64 where k < -60)
+
+
+@scalar
+def _mish_finish(x, w):
+    """x·n/(n+2), n = t(t+2), t = w = e^x; below -64 w itself (= x·e^x·(t+2)/(n+2), where
+    t + 2 and n + 2 round to 2)."""
     T = type(x)
     if x < -800:  # x·tanh(softplus x) underflows in both dtypes
         return T(0)
     if x >= 20:
         return x
-    m, k = vm.exp_reduced(x)
-    t = vm.ldexp(m + T(1), k)
-    n = vm.fma(t, t, T(2) * t)
-    num = vm.ldexp(vm.fma(x, m, x), k) * (t + T(2)) if x < -64 else x * n
-    return num / (n + T(2))
+    if x < -64:
+        return w
+    n = vm.fma(w, w, T(2) * w)
+    return x * n / (n + T(2))
 
 
 @scalar
-def _mish_grad_far(x):
-    """tanh(sp) + x·σ(x)·sech²(sp) = t·N/D², t = e^x, D = t²+2t+2,
-    N = (t+2)D + 4x(1+t) = 4(1+x) + tM, M = 6 + 4x + t(4 + t).
-    x >= -1: t·((t+2)/D + 4x(1+t)/D²) (the second term at most a tenth of the first).
-    x < -1: N/D² = (1+x) + (tM - (1+x)δ)/D², δ = D² - 4 = t(8 + t(8 + t(4 + t))): 1 + x is
-    exact and the rest a correction (the zero of mish' at -1.19 aside); times e^x from the
-    same reduced exp, exact where e^x alone underflows. (N/D² as one quotient was 4.6 ULP
-    off in float32, at -6.57 and -0.17.) One division, r = 1/D: z = num·r², and (t+2)/D
-    from (t+2)·r and one FMA residual step."""
-    T = type(x)
-    if x < -800:  # e^x·x underflows in both dtypes (and 4(1+x) could overflow)
-        return T(0)
-    if x >= 20:
-        return T(1)
+def mish(x):
+    """x·tanh(softplus x) = x·n/(n+2), n = t(t+2), t = e^x; below -64, x·e^x (the rest
+    rounds to 1)."""
+    return _mish_finish(x, _mish_exp(x))
+
+
+mish.split = Split(None, _mish_exp, _mish_finish)
+
+
+@scalar
+def _exp_low(x):
+    """e^x for x < 20, tiny but not 0 below -131 (float32; -1124 float64)."""
     m, k = vm.exp_reduced(x)
-    t = vm.ldexp(m + T(1), k)
+    return vm.ldexp_low(m + type(x)(1), k)
+
+
+@scalar
+def _mish_grad_body(x, t):
+    """From t = e^x: for x >= -1 mish'(x); below, q with mish'(x) = q·e^x (see
+    _mish_grad_far)."""
+    T = type(x)
     D = vm.fma(t, t + T(2), T(2))
     near = x >= -1
     s = T(1) + x
@@ -526,10 +539,38 @@ def _mish_grad_far(x):
     num = T(4) * x * (T(1) + t) if near else vm.fma(t, M, -s * d)
     r = T(1) / D  # the one division
     z = num * r * r
-    q = s + z
     w = (t + T(2)) * r
     w = vm.fma(vm.fma(-w, D, t + T(2)), r, w)  # (t+2)/D to within half an ULP, as divided
-    return t * (w + z) if near else vm.ldexp(vm.fma(q, m, q), k)
+    return t * (w + z) if near else s + z
+
+
+@scalar
+def _mish_grad_scaled(x, v):
+    """mish'(x) from _mish_grad_body's v: v itself for x >= -1, else v·e^x from a reduced
+    exp, exact where e^x alone underflows (|v| > 40 below -41); 0 below -800, 1 from 20."""
+    T = type(x)
+    if x < -800:  # e^x·x underflows in both dtypes (and 4(1+x) could overflow)
+        return T(0)
+    if x >= 20:
+        return T(1)
+    if x >= -1:
+        return v
+    m, k = vm.exp_reduced(x)
+    return vm.ldexp_low(vm.fma(v, m, v), k)
+
+
+@passes(_exp_low, _mish_grad_body, _mish_grad_scaled)
+@scalar
+def _mish_grad_far(x):
+    """tanh(sp) + x·σ(x)·sech²(sp) = t·N/D², t = e^x, D = t²+2t+2,
+    N = (t+2)D + 4x(1+t) = 4(1+x) + tM, M = 6 + 4x + t(4 + t).
+    x >= -1: t·((t+2)/D + 4x(1+t)/D²) (the second term at most a tenth of the first).
+    x < -1: N/D² = (1+x) + (tM - (1+x)δ)/D², δ = D² - 4 = t(8 + t(8 + t(4 + t))): 1 + x is
+    exact and the rest a correction (the zero of mish' at -1.19 aside); times e^x from a
+    reduced exp, exact where e^x alone underflows. (N/D² as one quotient was 4.6 ULP
+    off in float32, at -6.57 and -0.17.) One division, r = 1/D: z = num·r², and (t+2)/D
+    from (t+2)·r and one FMA residual step."""
+    return _mish_grad_scaled(x, _mish_grad_body(x, _exp_low(x)))
 
 
 @scalar

@@ -540,6 +540,11 @@ def ldexp_impl(y, k):
     return _ldexp_wide(y, k)
 
 
+def ldexp_low_impl(y, k):
+    _inline_me()
+    return _ldexp_low(y, k if k > K_MIN_LOW else K_MIN_LOW)
+
+
 def xexp_neg_impl(a, x, dx):
     _inline_me()
     deep = not x > XNEG_LO  # (or NaN) 0 anyway: no dx, which may be large there
@@ -743,6 +748,7 @@ _N32 = _build(
         "XEXP_LO": -194.0, "XEXP_HI": 176.0,        # a·e^x: 0 below for any finite a
         "K_DEEP": -200.0, "S_DEEP": 2.0**-64, "K_ADD": 64.0,
         "XNEG_LO": -131.0, "K_LOW": -60.0,         # a·e^x, x <= 0, |a| < 2^32: 0 below
+        "K_MIN_LOW": -190.0,
         "TWO_P": 2.0**24, "KC_MAX": 64.0,           # 1+x exact-error range, 2^-k clamp
         "INF": math.inf, "NAN": math.nan, "ERFCX_F0M1": _ERFCX_32_F0 - 1.0,
         "INV_SQRT2PI": 0.3989422804014327, "C0": _PHICX_32_C0,
@@ -762,7 +768,7 @@ _N64 = _build(
         "TANH_LO": -700.0,
         "XEXP_LO": -1456.0, "XEXP_HI": 1416.0,
         "K_DEEP": -1900.0, "S_DEEP": 2.0**-600, "K_ADD": 600.0,
-        "XNEG_LO": -1124.0, "K_LOW": -500.0,
+        "XNEG_LO": -1124.0, "K_LOW": -500.0, "K_MIN_LOW": -1622.0,
         "TWO_P": 2.0**53, "KC_MAX": 512.0,
         "INF": math.inf, "NAN": math.nan, "ERFCX_F0M1": -5.93e-18, "SQRT1_2": 0.7071067811865476,
     },
@@ -852,6 +858,13 @@ def ldexp(y, k):
     return type(y)(math.ldexp(float(y), int(k)))
 
 
+def ldexp_low(y, k):
+    """y·2^k, rounded once, for an integral float k <= 127 and |y| < 2^32, which where
+    k < -60 (float32; -500 float64) is 0 or at least 2^-62 (2^-422): one scaling step
+    where ``ldexp`` takes two (k below -190, -1622, is taken as that: the result is 0)."""
+    return ldexp(y, k)
+
+
 def xexp(a, x):
     """a·e^x without underflow of the intermediate e^x."""
     if x != x or a != a:
@@ -933,6 +946,9 @@ for _f in (exp, exp_neg, expm1, log1p, log1p_unit, tanh, tanh_sq, erfcx, phicx, 
 del _f
 overload(xexp, jit_options=_JIT, inline="always")(lambda a, x: _pick("xexp_impl", a, x))
 overload(ldexp, jit_options=_JIT, inline="always")(lambda y, k: _pick("ldexp_impl", y, k))
+overload(ldexp_low, jit_options=_JIT, inline="always")(
+    lambda y, k: _pick("ldexp_low_impl", y, k)
+)
 overload(xexp_neg, jit_options=_JIT, inline="always")(
     lambda a, x, dx: _pick("xexp_neg_impl", a, x, dx)
 )
