@@ -341,15 +341,29 @@ def _gelu_grad_series(x):
 
 
 @scalar
-def _gelu_grad_far(x):
-    """U = Φ(-a) - a·φ(a), a = |x| (Φ(x) + xφ(x) is U for x < 0 and 1 - U for x >= 0): from
-    the series below 0.75 (1 - s is exact for s in [½, 1]), else from phicx as in gelu."""
+def _gelu_grad_phicx(x):
+    """phicx(a) - a/√(2π), a = |x| (clamped as by _gauss_tail)."""
+    T = type(x)
+    a, m, dm = _gauss_tail(x)
+    return vm.fma(-a, T(_INV_SQRT2PI), vm.phicx(a))
+
+
+@scalar
+def _gelu_grad_near_or(x, U):
+    """U, or below |x| = 0.75 the series' value (1 - s is exact for s in [½, 1])."""
     T = type(x)
     if abs(x) < 0.75:
         s = _gelu_grad_series(x)
         return s if x < 0 else T(1) - s
-    a, m, dm = _gauss_tail(x)
-    return vm.xexp_neg(vm.fma(-a, T(_INV_SQRT2PI), vm.phicx(a)), m, dm)
+    return U
+
+
+@passes(_gelu_grad_phicx, _times_gauss, _gelu_grad_near_or)
+@scalar
+def _gelu_grad_far(x):
+    """U = Φ(-a) - a·φ(a), a = |x| (Φ(x) + xφ(x) is U for x < 0 and 1 - U for x >= 0): from
+    the series below 0.75, else from phicx as in gelu."""
+    return _gelu_grad_near_or(x, _times_gauss(x, _gelu_grad_phicx(x)))
 
 
 @scalar
