@@ -467,11 +467,8 @@ def _stages(fn):
     else:
         from . import _piecewise
 
-        finish, arg = split.finish, split.arg
-        if split.table is None:
-            table, near = _no_table, _never
-        else:
-            table, near = _piecewise.block_eval(split.table, BLOCK), split.near or vm.near
+        table, finish, arg = _piecewise.block_eval(split.table, BLOCK), split.finish, split.arg
+        near = split.near or vm.near
         far = _far_block(split.far, near, name)
 
         def from_u(u, x, P, *p):
@@ -505,17 +502,6 @@ def _stages(fn):
                 from_u(u, x, P, *p)
 
     return njit(**_OPTIONS)(unique_name(prepare, f"{name}_prepare")), finish
-
-
-@njit(forceinline=True, **_OPTIONS)
-def _no_table(u, P):
-    """The table part of a ``Split`` without a table: nothing (never called)."""
-
-
-@njit(forceinline=True, **_OPTIONS)
-def _never(u):
-    """``near`` of a ``Split`` without a table."""
-    return False
 
 
 def _far_block(far, near, name: str):

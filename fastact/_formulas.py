@@ -47,9 +47,8 @@ class Split(NamedTuple):
     ``near(u)`` and far(x, *p) elsewhere, u = arg(x, *p) (x itself if arg is None), near
     ``vm.near`` unless given (``vm.tabled`` for a table that covers every float32). The
     CPU kernels evaluate the table for a whole block at once where every element is near
-    (``_piecewise.block_eval``), which is the same P bit for bit. With no table (None), P is
-    far(x, *p) everywhere; a far made by ``passes`` is computed a pass at a time over the
-    block."""
+    (``_piecewise.block_eval``), which is the same P bit for bit. A far marked by ``passes``
+    is computed a pass at a time over the block."""
 
     table: object
     far: object
@@ -443,17 +442,22 @@ def _xexp_neg(x):
 
 
 @scalar
-def silu(x):
-    """x·σ(x): x/(1+e^-x) for x >= 0; for x < 0, with u = x·e^x, x·u/(x+u); x/2 where
-    |x| < 2^-60 (x·u would underflow there, and x/2 is exact to both dtypes)."""
+def _silu_finish(x, u):
+    """x·σ(x) from u = _xexp_neg(x)."""
     T = type(x)
     if x < -800:  # x·σ(x) underflows in both dtypes (and x·u would overflow)
         return T(0)
     if abs(x) < T(2.0**-60):
         return x * T(0.5)
-    u = _xexp_neg(x)
     neg = x < 0
     return (x * u if neg else x) / (x + u if neg else T(1) + u)
+
+
+@scalar
+def silu(x):
+    """x·σ(x): x/(1+e^-x) for x >= 0; for x < 0, with u = x·e^x, x·u/(x+u); x/2 where
+    |x| < 2^-60 (x·u would underflow there, and x/2 is exact to both dtypes)."""
+    return _silu_finish(x, _xexp_neg(x))  # (u first, then the cases: float64 vectorizes)
 
 
 @scalar
@@ -528,9 +532,6 @@ def mish(x):
     """x·tanh(softplus x) = x·n/(n+2), n = t(t+2), t = e^x; below -64, x·e^x (the rest
     rounds to 1)."""
     return _mish_finish(x, _mish_exp(x))
-
-
-mish.split = Split(None, _mish_exp, _mish_finish)
 
 
 @scalar

@@ -319,20 +319,24 @@ def test_python_fallbacks(name):
 
 # ------------------------------------------------------------------- SIMD check
 _ASM_CASES = [
-    (_formulas.sigmoid, ()),
-    (_formulas.elu, (1.0,)),
-    (_formulas.softplus, (1.0, 20.0)),
-    (_formulas.tanh, ()),
-    (_formulas.gelu, ()),
-    (_formulas.tanhshrink, ()),
-    (_formulas.gelu_tanh_grad, ()),  # calls other formulas only: was not inlined, scalar
+    (_formulas.sigmoid, (), np.float32),
+    (_formulas.elu, (1.0,), np.float32),
+    (_formulas.softplus, (1.0, 20.0), np.float32),
+    (_formulas.tanh, (), np.float32),
+    (_formulas.gelu, (), np.float32),
+    (_formulas.tanhshrink, (), np.float32),
+    (_formulas.gelu_tanh_grad, (), np.float32),  # calls formulas only: was not inlined, scalar
+    (_formulas.log_sigmoid, (), np.float64),  # far part in passes
+    (_formulas.silu, (), np.float64),  # scalar while its cases came before e^x (AVX2)
+    (_formulas.mish, (), np.float64),  # the same
 ]
 
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
                     reason="zmm/ymm registers are x86-64 assembly")
-@pytest.mark.parametrize("fn,params", _ASM_CASES, ids=[f.__name__ for f, _ in _ASM_CASES])
-def test_flat_kernel_is_simd(fn, params):
+@pytest.mark.parametrize("fn,params,dtype", _ASM_CASES,
+                         ids=[f"{f.__name__}-{d.__name__}" for f, _, d in _ASM_CASES])
+def test_flat_kernel_is_simd(fn, params, dtype):
     from numba import njit
 
     from fastact import _cpu
@@ -340,12 +344,15 @@ def test_flat_kernel_is_simd(fn, params):
     # the kernel that flat_kernel builds, compiled afresh (one loaded from the disk cache
     # carries no assembly)
     disp = njit(**_cpu._OPTIONS)(_cpu.flat_kernel(fn, 1, False).py_func)
-    x = np.linspace(-3, 3, 64, dtype=np.float32)
-    disp(x, np.empty_like(x), *[np.float32(p) for p in params])
+    x = np.linspace(-3, 3, 64, dtype=dtype)
+    disp(x, np.empty_like(x), *[dtype(p) for p in params])
     asm = disp.inspect_asm(disp.signatures[0])
-    # packed single-precision arithmetic on 256/512-bit registers (not just moves)
-    packed = re.findall(r"\bv(?:fn?m(?:add|sub)\w*|mul|add|sub|div)ps\s+[^\n]*%[yz]mm", asm)
-    assert len(packed) >= 8, f"{fn.__name__}: the float32 loop is not vectorized"
+    # packed arithmetic on 256/512-bit registers (not just moves)
+    kind = "ps" if dtype == np.float32 else "pd"
+    packed = re.findall(
+        rf"\bv(?:fn?m(?:add|sub)\w*|mul|add|sub|div){kind}\s+[^\n]*%[yz]mm", asm
+    )
+    assert len(packed) >= 8, f"{fn.__name__}: the {dtype.__name__} loop is not vectorized"
     if vm._SCALEF and fn in (_formulas.sigmoid, _formulas.gelu):  # their 2^k is one vscalef
         assert re.search(r"\bvscalefps\s+[^\n]*%[yz]mm", asm), f"{fn.__name__}: no vscalefps"
 
