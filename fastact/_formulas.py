@@ -223,8 +223,9 @@ def elu(x, alpha):
 
 @scalar
 def elu_grad(x, alpha):
+    """α·e^x for x <= 0 (e^-|x|: one scaling step, and no overflow where x > 0)."""
     T = type(x)
-    return T(1) if x > 0 else alpha * vm.exp(x)
+    return T(1) if x > 0 else alpha * vm.exp_neg(-abs(x))
 
 
 @scalar
@@ -242,7 +243,7 @@ def selu(x):
 @scalar
 def selu_grad(x):
     T = type(x)
-    return T(_SELU_SCALE) if x > 0 else T(_SELU_SCALE_ALPHA) * vm.exp(x)
+    return T(_SELU_SCALE) if x > 0 else T(_SELU_SCALE_ALPHA) * vm.exp_neg(-abs(x))
 
 
 @scalar
@@ -262,7 +263,7 @@ def celu_grad(x, alpha):
     T = type(x)
     u = x / alpha
     r = _finite_or_zero(vm.fma(-u, alpha, x)) / alpha
-    return T(1) if x > 0 else vm.exp(u) * (T(1) + r)
+    return T(1) if x > 0 else vm.exp_neg(-abs(u)) * (T(1) + r)
 
 
 @scalar

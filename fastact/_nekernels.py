@@ -131,15 +131,16 @@ def rowdot(a, b):
 
 @_plain
 def _exp_into(x, m, out):
-    """out[i] = e^(x[i] - m). In place gets its own one-array loop: LLVM's runtime alias
-    check would send an x that *is* out to the scalar fallback."""
+    """out[i] = e^(x[i] - m), m the row's max (``exp_neg``: x - m <= 0, or NaN). In place
+    gets its own one-array loop: LLVM's runtime alias check would send an x that *is* out
+    to the scalar fallback."""
     wide_vectors()
     if x.ctypes.data == out.ctypes.data:
         for i in range(out.size):
-            out[i] = vm.exp(out[i] - m)
+            out[i] = vm.exp_neg(out[i] - m)
     else:
         for i in range(x.size):
-            out[i] = vm.exp(x[i] - m)
+            out[i] = vm.exp_neg(x[i] - m)
 
 
 def _pass_with_next_max(op, plain_pass, name: str):
@@ -186,7 +187,7 @@ def _pass_with_next_max(op, plain_pass, name: str):
 
 @_plain
 def _exp_minus(v, m, c):
-    return vm.exp(v - m)
+    return vm.exp_neg(v - m)
 
 
 @_plain
@@ -288,7 +289,7 @@ def softmax_cols(log: bool, parallel: bool):
                     m[q] = v if v > m[q] else m[q]
             for j in range(n):
                 for q in range(w):
-                    e = vm.exp(x[p, j, q0 + q] - m[q])
+                    e = vm.exp_neg(x[p, j, q0 + q] - m[q])
                     s[q] += e
                     if not log:
                         out[p, j, q0 + q] = e
