@@ -138,9 +138,25 @@ def sigmoid_grad_y(y):
 
 # ------------------------------------------------------------------------ tanh
 @scalar
+def _tanh_expm1(x):
+    """e^(2a) - 1, a = |x| up to 20 (from there tanh a is 1 in both dtypes; NaN stays)."""
+    T = type(x)
+    a = abs(x)
+    a = T(20) if a > T(20) else a
+    return vm.expm1(a + a)
+
+
+@scalar
+def _tanh_ratio(x, e):
+    """e/(e + 2) = tanh a from e = e^(2a) - 1."""
+    return e / (e + type(x)(2))
+
+
+@passes(_tanh_expm1, _tanh_ratio)
+@scalar
 def _tanh_far(x):
     """tanh |x| (NaN for NaN)."""
-    return vm.tanh(abs(x))
+    return _tanh_ratio(x, _tanh_expm1(x))
 
 
 @scalar
