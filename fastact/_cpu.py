@@ -443,7 +443,8 @@ def _stages(fn):
 
     For a formula with a ``split`` (``_formulas.Split``), prepare fills P with the table
     part for the whole block in one pass (if some element is near) and, only if some element
-    is not near, with the far part where it applies; finish is the split's. Otherwise
+    is not near, with the far part where it applies (a loop per pass where the far part is
+    a chain of ``_formulas.passes``: ``_far_block``); finish is the split's. Otherwise
     prepare copies the block of x into P and finish(x, P, *p) is fn(P, *p): the same values,
     but the block's loads come first, in one burst, instead of spread through the arithmetic.
     On AMD Zen 4 that made the exp-based backward passes 1.2-1.5x faster (in cache too: the

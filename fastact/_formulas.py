@@ -526,7 +526,7 @@ def _mish_exp(x):
     T = type(x)
     a = x if x < -64 else T(1)
     m, k = vm.exp_reduced(x)
-    return vm.ldexp_low(vm.fma(a, m, a), k)  # (|a| >= 64 where k < -60)
+    return vm.ldexp_low(vm.fma(a, m, a), k)  # (|a(1+m)| >= 0.7: ldexp_low's contract)
 
 
 @scalar
@@ -553,7 +553,7 @@ def mish(x):
 
 @scalar
 def _exp_low(x):
-    """e^x for x < 20, tiny but not 0 below -131 (float32; -1124 float64)."""
+    """e^x for x < 20 (0 where it underflows)."""
     m, k = vm.exp_reduced(x)
     return vm.ldexp_low(m + type(x)(1), k)
 
