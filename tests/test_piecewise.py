@@ -214,29 +214,30 @@ def test_a_far_neighbour_changes_no_other_result(name, call, target):
                 np.testing.assert_array_equal(inplace, got)
 
 
-def _split_calls(dtype):
-    """(label, call) for every formula written as a ``Split`` (a table, or a far part
-    computed a pass at a time): forward or grad of an activation (variant)."""
+def _split_formulas(dtype):
+    """(label, formula, parameters) for every formula written as a ``Split`` (a table, or a
+    far part computed a pass at a time): forward and grad of each activation (variant), with
+    its default parameters."""
     for act in fastact.ACTIVATIONS.values():
         variants = act.variants.items() if act.variant else [(None, act.formulas)]
+        params = tuple(dtype(act.params[k]) for k in act.float_params)
         for choice, forms in variants:
-            kw = {act.variant: choice} if act.variant else {}
             for kind in ("f", "grad"):
-                split = getattr(getattr(forms, kind), "split", None)
+                fn = getattr(forms, kind)
+                split = getattr(fn, "split", None)
                 if split is None:
                     continue
                 if dtype == np.float64 and not hasattr(split.far, "passes"):
                     continue  # (no table: one scalar function, as the ufunc's)
-                fn = act.forward if kind == "f" else act.grad
-                yield f"{act.name}{kw or ''} {kind}", lambda x, fn=fn, kw=kw: fn(x, **kw)
+                yield f"{act.name}[{choice}] {kind}", fn, params
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_ufunc_gives_the_kernels_bits(dtype):
-    """Strided input goes through the ufunc (the scalar formula per element): the same
-    values as the contiguous kernels' block path, table and passes, for every formula
-    written as a Split; over the tables' range, beyond it, into the underflow and overflow
-    of exp, and at the special values."""
+    """The scalar formula, element by element (the @vectorize ufunc, which strided and
+    broadcast calls and CUDA run), gives the contiguous kernel's bits, table and passes, for
+    every formula written as a Split; over the tables' range, beyond it, into the underflow
+    and overflow of exp, and at the special values."""
     rng = np.random.default_rng(6)
     tiny = np.ldexp(rng.uniform(-1, 1, 256), -rng.integers(0, 140, 256))
     special = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-45, -1e-45, 88.7, -88.7, 103.9, -103.9,
@@ -246,11 +247,15 @@ def test_the_ufunc_gives_the_kernels_bits(dtype):
         rng.standard_normal(2 * 512) * 30, tiny, special,
     ]).astype(dtype)
     x = rng.permutation(x)
-    calls = list(_split_calls(dtype))
-    assert calls
-    for label, call in calls:
+    cases = list(_split_formulas(dtype))
+    assert cases
+    for label, fn, params in cases:
+        scalar = _cpu.ufunc(fn, 1, len(params), np.dtype(dtype))
+        kernel = _cpu.flat_kernel(fn, 1, False)
+        got = np.empty_like(x)
         with np.errstate(all="ignore"):
-            np.testing.assert_array_equal(call(x[::2]), call(x)[::2], err_msg=label)
+            assert kernel(x, got, *params)
+            np.testing.assert_array_equal(got, scalar(x, *params), err_msg=label)
 
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
