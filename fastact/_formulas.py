@@ -119,14 +119,14 @@ def _sq2(hi, lo):
 def sigmoid(x):
     """1/(1+e^-x), from t = e^-|x| so that nothing overflows or cancels."""
     T = type(x)
-    t = vm.exp_neg(-abs(x))
+    t = _exp_neg_abs(x)
     return (T(1) if x >= 0 else t) / (T(1) + t)
 
 
 @scalar
 def sigmoid_grad(x):
     """σ(x)σ(-x) = t/(1+t)², t = e^-|x|, with 1 + t kept exact."""
-    t = vm.exp_neg(-abs(x))
+    t = _exp_neg_abs(x)
     hi, lo = _one_plus(t)
     return t / _sq2(hi, lo)
 
@@ -241,7 +241,7 @@ def elu(x, alpha):
 def elu_grad(x, alpha):
     """α·e^x for x <= 0 (e^-|x|: one scaling step, and no overflow where x > 0)."""
     T = type(x)
-    return T(1) if x > 0 else alpha * vm.exp_neg(-abs(x))
+    return T(1) if x > 0 else alpha * _exp_neg_abs(x)
 
 
 @scalar
@@ -259,7 +259,7 @@ def selu(x):
 @scalar
 def selu_grad(x):
     T = type(x)
-    return T(_SELU_SCALE) if x > 0 else T(_SELU_SCALE_ALPHA) * vm.exp_neg(-abs(x))
+    return T(_SELU_SCALE) if x > 0 else T(_SELU_SCALE_ALPHA) * _exp_neg_abs(x)
 
 
 @scalar
@@ -279,7 +279,7 @@ def celu_grad(x, alpha):
     T = type(x)
     u = x / alpha
     r = _finite_or_zero(vm.fma(-u, alpha, x)) / alpha
-    return T(1) if x > 0 else vm.exp_neg(-abs(u)) * (T(1) + r)
+    return T(1) if x > 0 else _exp_neg_abs(u) * (T(1) + r)
 
 
 @scalar
@@ -417,7 +417,7 @@ def _gelu_tanh_2u(x):
 def _exp_neg_abs2(h, l):
     """e^-|h+l| for a two-part argument (l tiny)."""
     T = type(h)
-    t = vm.exp_neg(-abs(h))
+    t = _exp_neg_abs(h)
     return t * (T(1) - l if h >= 0 else T(1) + l)
 
 
@@ -639,12 +639,13 @@ def _softplus_arg(x, beta, threshold):
 @scalar
 def _softplus_exp(x, beta, threshold):
     """e^-|u|, u = fl(βx)."""
-    return vm.exp_neg(-abs(beta * x))
+    return _exp_neg_abs(beta * x)
 
 
 @scalar
 def _softplus_log(x, t, beta, threshold):
-    return vm.log1p_unit(t)
+    """_log1p_of with softplus's parameters (a pass takes them all; no *p: the CUDA twins)."""
+    return _log1p_of(x, t)
 
 
 @passes(_softplus_exp, _softplus_log)

@@ -12,8 +12,10 @@ Contract (what ``_formulas`` relies on):
 - ``log1p_unit(t)`` = log1p(t) for t in [0, 1] only (NaN passes): cheaper in float32.
 - ``xexp(a, x)`` = a·e^x rounded once, without the intermediate underflow of e^x
   (e^x may be subnormal or zero while a·e^x is a normal number); ``xexp_neg(a, x, dx)``
-  = a·e^(x+dx) for finite a, x <= 0 and a tiny dx, without the checks for inf, NaN and
-  overflow.
+  = a·e^(x+dx) for x <= 0, a tiny dx and |a| < 2^32 that is at least 2^-62 (float32;
+  2^-422 float64) where x < -41 (-346), without the checks for inf, NaN and overflow, and
+  with one scaling step without AVX-512; ``ldexp_low(y, k)`` = ldexp(y, k) under the same
+  condition on y (k < -60, -500), in one step.
 - ``erfcx(x)`` = e^(x²)·erfc(x) for x >= 0 (decreasing from 1 to 1/(x·√π)).
 - ``phicx(x)`` = e^(x²/2)·Φ(-x) for 0 <= x <= 1024 (or NaN), the same for the normal
   distribution (beyond 1024 the first-order correction of float32 loses to cancellation).
@@ -27,7 +29,8 @@ transcendental calls, which are scalar libm calls), so loops over them vectorize
 
 - argument reduction x = k·ln2 + r, |r| <= ln2/2 (k by the 1.5·2^p rounding trick, r with two
   FMAs) and a minimax polynomial for e^r − 1 = r + r²·P(r); 2^k applied by exponent-bit
-  arithmetic (``_scale2``), in two steps where the result may be subnormal;
+  arithmetic (``_scale2``), in two steps where the result may be subnormal, or for k <= 0
+  an exact multiply by 2^-64 (2^-600) and one step;
 - log1p: 1 + x = m·2^k with m in [√½, √2), the rounding error of 1 + x folded back into
   f = m − 1; log1p(f) by a minimax polynomial (float32) or fdlibm's s = f/(2+f) form (float64);
 - tanh (float32): e/(e + 2) with e = expm1(2|x|), one branch-free expression;
