@@ -104,6 +104,12 @@ def expm1(x):
 
 
 @device
+def expm1_neg(x):
+    """e^x − 1 for x <= 0 (or NaN)."""
+    return type(x)(_expm1(x))
+
+
+@device
 def log1p(x):
     """log(1 + x)."""
     return type(x)(_log1p(x))

@@ -234,7 +234,7 @@ def leaky_relu_grad(x, negative_slope):
 # ------------------------------------------------------------- elu, selu, celu
 @scalar
 def elu(x, alpha):
-    return x if x > 0 else alpha * vm.expm1(x)
+    return x if x > 0 else alpha * vm.expm1_neg(x)
 
 
 @scalar
@@ -253,7 +253,7 @@ def elu_grad_y(y, alpha):
 @scalar
 def selu(x):
     T = type(x)
-    return T(_SELU_SCALE) * x if x > 0 else T(_SELU_SCALE_ALPHA) * vm.expm1(x)
+    return T(_SELU_SCALE) * x if x > 0 else T(_SELU_SCALE_ALPHA) * vm.expm1_neg(x)
 
 
 @scalar
@@ -270,7 +270,7 @@ def selu_grad_y(y):
 
 @scalar
 def celu(x, alpha):
-    return x if x > 0 else alpha * vm.expm1(x / alpha)
+    return x if x > 0 else alpha * vm.expm1_neg(x / alpha)  # (α > 0)
 
 
 @scalar

@@ -9,6 +9,8 @@ Contract (what ``_formulas`` relies on):
 - ``exp, expm1, log1p, tanh``: faithful to ~1 ULP, C99 special values, subnormal results kept.
 - ``exp_neg(x)`` = exp(x), the same bits, for x <= 0 only (NaN passes): cheaper without
   AVX-512 (2^k of a subnormal result in one step after an exact one, not two).
+- ``expm1_neg(x)`` = expm1(x), the same bits, for x <= 0 only (NaN passes): a few
+  operations cheaper (no upper clamp, no halving of 2^k).
 - ``log1p_unit(t)`` = log1p(t) for t in [0, 1] only (NaN passes): cheaper in float32.
 - ``xexp(a, x)`` = a·e^x rounded once, without the intermediate underflow of e^x
   (e^x may be subnormal or zero while a·e^x is a normal number); ``xexp_neg(a, x, dx)``
@@ -170,19 +172,42 @@ def _ldexp_scalef(typingctx, y, k):
     return y(y, k), codegen
 
 
-@intrinsic
-def _scale2(typingctx, y, k):
-    """y·2^k for an integral float k with 2^k a normal number (no range check)."""
-    if not (y == k and y in (_F32, _F64)):
-        return None
+def _scale2_by(offset32: int, offset64: int):
+    """Intrinsic ``(y, k)`` -> y·2^(k + offset), offset an integer per float type, for an
+    integral float k with 2^(k + offset) a normal number (no range check).
 
-    def codegen(context, builder, signature, args):
-        yv, kv = args
-        ity, mbits, bias = _layout(y)
-        e = builder.shl(builder.add(builder.fptosi(kv, ity), ity(bias)), ity(mbits))
-        return builder.fmul(yv, builder.bitcast(e, yv.type))
+    2^k is built from the bits of k + 1.5·2^p (p the mantissa bits: k in the low bits),
+    shifted into the exponent, the offset and bias added as one integer constant: no
+    float-to-int conversion, so a NaN k gives some finite scale, not LLVM poison (NaN
+    reaches the result through y, which is NaN wherever k is), and no float add for the
+    offset."""
 
-    return y(y, k), codegen
+    @intrinsic
+    def scale(typingctx, y, k):
+        if not (y == k and y in (_F32, _F64)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            yv, kv = args
+            ity, mbits, bias = _layout(y)
+            shifted = builder.fadd(kv, ir.Constant(kv.type, 1.5 * 2.0**mbits))
+            offset = offset32 if y == _F32 else offset64
+            # (bits of 1.5·2^p) << p is 0 in the integer width: only k and the constant remain
+            e = builder.shl(builder.bitcast(shifted, ity), ity(mbits))
+            e = builder.add(e, ity(((bias + offset) << mbits) % (1 << ity.width)))
+            return builder.fmul(yv, builder.bitcast(e, yv.type))
+
+        return y(y, k), codegen
+
+    return scale
+
+
+# the exact pre-scaling of the deep steps: y·2^-K_ADD first, then 2^(k + K_ADD)
+_K_ADD32, _K_ADD64 = 64, 600
+
+_scale2 = _scale2_by(0, 0)  # y·2^k
+_scale2_deep = _scale2_by(_K_ADD32, _K_ADD64)  # y·2^(k + K_ADD)
+_scale2_half = _scale2_by(-1, -1)  # y·2^(k - 1)
 
 
 @intrinsic
@@ -474,15 +499,14 @@ def exp_impl(x):
 
 def exp_neg_impl(x):
     _inline_me()
-    em1, k = _exp_red(x if x > EXP_LO else EXP_LO)
-    y = _ldexp_neg(em1 + F(1), k)
-    return y if x == x else x
+    em1, k = _exp_red(EXP_LO if x < EXP_LO else x)  # NaN passes, and gives NaN
+    return _ldexp_neg(em1 + F(1), k)
 
 
 def _ldexp_pre(y, k):
     # y·2^k for k <= 0 (down to EXP_LO·log2 e): y·S_DEEP is exact, and the one step that
     # may round (to a subnormal) comes last, as in _ldexp_two_steps, at fewer operations
-    return _scale2(y * S_DEEP, k + K_ADD)
+    return _scale2_deep(y * S_DEEP, k)
 
 
 def _ldexp_two_steps(y, k):
@@ -494,9 +518,19 @@ def _ldexp_two_steps(y, k):
 def expm1_impl(x):
     _inline_me()
     em1, k = _expm1_red(_clamp(x, EM1_LO, EM1_HI))
-    s = _scale2(F(1), k - F(1))
+    s = _scale2_half(F(1), k)
     y = F(2) * fma(s, em1, s - F(0.5))
     return y if abs(x) >= TINY else x
+
+
+def expm1_neg_impl(x):
+    # expm1_impl for x <= 0: 2^k normal (k >= EM1_LO·log2 e), so 2^k·em1 + (2^k - 1) directly
+    # (expm1_impl halves both to keep 2^k finite up to EM1_HI: the same bits, times 2)
+    _inline_me()
+    em1, k = _expm1_red(EM1_LO if x < EM1_LO else x)
+    s = _scale2(F(1), k)
+    y = fma(s, em1, s - F(1))
+    return y if x <= -TINY else x
 
 
 def log1p_impl(x):
@@ -704,6 +738,7 @@ def _horner(name, coeffs):
 def _build(F, polys, consts):
     """Compile the template for float type F; returns its namespace."""
     ns = {"F": F, "fma": fma, "sq_split": sq_split, "_scale2": _scale2, "_log_split": _log_split,
+          "_scale2_deep": _scale2_deep, "_scale2_half": _scale2_half,
           "_copysign": _copysign, "_inline_me": _inline_me}
     ns.update({k: F(v) for k, v in consts.items()})
     src = "".join(_horner(n, c) for n, c in polys.items()) + _LOG_TAIL[F.__name__] + _TEMPLATE
@@ -749,7 +784,7 @@ _N32 = _build(
         "EM1_LO": -18.0, "EM1_HI": 89.0, "TINY": 2.0**-25,  # expm1, log1p: x below TINY
         "TANH_LO": -80.0,                           # e^(-2|x|), one-step scaling
         "XEXP_LO": -194.0, "XEXP_HI": 176.0,        # a·e^x: 0 below for any finite a
-        "K_DEEP": -200.0, "S_DEEP": 2.0**-64, "K_ADD": 64.0,
+        "K_DEEP": -200.0, "S_DEEP": 2.0**-_K_ADD32, "K_ADD": float(_K_ADD32),
         "XNEG_LO": -131.0, "K_LOW": -60.0,         # a·e^x, x <= 0, |a| < 2^32: 0 below
         "K_MIN_LOW": -190.0,
         "TWO_P": 2.0**24, "KC_MAX": 64.0,           # 1+x exact-error range, 2^-k clamp
@@ -770,7 +805,7 @@ _N64 = _build(
         "EM1_LO": -40.0, "EM1_HI": 710.0, "TINY": 2.0**-54,
         "TANH_LO": -700.0,
         "XEXP_LO": -1456.0, "XEXP_HI": 1416.0,
-        "K_DEEP": -1900.0, "S_DEEP": 2.0**-600, "K_ADD": 600.0,
+        "K_DEEP": -1900.0, "S_DEEP": 2.0**-_K_ADD64, "K_ADD": float(_K_ADD64),
         "XNEG_LO": -1124.0, "K_LOW": -500.0, "K_MIN_LOW": -1622.0,
         "TWO_P": 2.0**53, "KC_MAX": 512.0,
         "INF": math.inf, "NAN": math.nan, "ERFCX_F0M1": -5.93e-18, "SQRT1_2": 0.7071067811865476,
@@ -811,6 +846,12 @@ def expm1(x):
     """e^x − 1."""
     with np.errstate(all="ignore"):
         return type(x)(np.expm1(x))
+
+
+def expm1_neg(x):
+    """e^x − 1 for x <= 0 (or NaN): expm1's value, a few operations cheaper (any other x
+    gives some value, or NaN)."""
+    return expm1(x)
 
 
 def log1p(x):
@@ -943,7 +984,7 @@ def xmtanh(x):
     return type(x)(_xmtanh64(float(x)))
 
 
-for _f in (exp, exp_neg, expm1, log1p, log1p_unit, tanh, tanh_sq, erfcx, phicx, xmtanh,
+for _f in (exp, exp_neg, expm1, expm1_neg, log1p, log1p_unit, tanh, tanh_sq, erfcx, phicx, xmtanh,
            exp_reduced):
     _register(_f, _f.__name__ + "_impl")
 del _f

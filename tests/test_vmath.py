@@ -157,18 +157,22 @@ def test_exp_subnormal_results_dense():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_exp_neg_is_exp_for_x_at_most_0(dtype):
-    """exp_neg scales by 2^k in one step (without AVX-512): the same bits as exp for every
-    x <= 0, across the subnormal results (dense), down to 0, and for -0, -inf and NaN."""
+@pytest.mark.parametrize("name", ["exp", "expm1"])
+def test_neg_form_is_the_full_one_for_x_at_most_0(name, dtype):
+    """exp_neg scales by 2^k in one step (without AVX-512), expm1_neg skips the upper clamp
+    and the halving of 2^k: the same bits as exp and expm1 for every x <= 0, across the
+    subnormal results of exp (dense), down to 0 or -1, near 0, and for -0, -inf and NaN."""
     lo, sub = (-104.5, -87.0) if dtype == np.float32 else (-746.0, -707.0)
     bits = np.int32 if dtype == np.float32 else np.int64
     a, b = (np.array(v, dtype).view(bits) for v in (sub, lo))
+    tiny = np.finfo(dtype).eps / 4  # expm1's threshold: x itself below it
     x = np.concatenate([
         np.arange(a, b, max(1, (b - a) // 20_000), dtype=bits).view(dtype),  # subnormal e^x
         np.random.default_rng(8).uniform(lo - 5.0, 0.0, 20_000).astype(dtype),
-        np.array([0.0, -0.0, -1e-30, -np.inf, np.nan, lo, sub], dtype),
+        -np.geomspace(tiny / 8, 8.0, 5_000).astype(dtype),
+        np.array([0.0, -0.0, -1e-30, -tiny, -np.inf, np.nan, lo, sub], dtype),
     ])
-    got, want = loop("exp_neg")(x), loop("exp")(x)
+    got, want = loop(name + "_neg")(x), loop(name)(x)
     assert got.dtype == dtype
     np.testing.assert_array_equal(got.view(bits), want.view(bits))
 
