@@ -110,6 +110,12 @@ def expm1_neg(x):
 
 
 @device
+def expm1_pos(x):
+    """e^x − 1 for 0 <= x <= 64 (or NaN)."""
+    return type(x)(_expm1(x))
+
+
+@device
 def log1p(x):
     """log(1 + x)."""
     return type(x)(_log1p(x))

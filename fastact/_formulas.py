@@ -143,7 +143,7 @@ def _tanh_expm1(x):
     T = type(x)
     a = abs(x)
     a = T(20) if a > T(20) else a
-    return vm.expm1(a + a)
+    return vm.expm1_pos(a + a)
 
 
 @scalar

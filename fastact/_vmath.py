@@ -10,7 +10,8 @@ Contract (what ``_formulas`` relies on):
 - ``exp_neg(x)`` = exp(x), the same bits, for x <= 0 only (NaN passes): cheaper without
   AVX-512 (2^k of a subnormal result in one step after an exact one, not two).
 - ``expm1_neg(x)`` = expm1(x), the same bits, for x <= 0 only (NaN passes): a few
-  operations cheaper (no upper clamp, no halving of 2^k).
+  operations cheaper (no upper clamp, no halving of 2^k); ``expm1_pos(x)`` the same for
+  0 <= x <= 64 (no clamp, no special case: -0 gives +0).
 - ``log1p_unit(t)`` = log1p(t) for t in [0, 1] only (NaN passes): cheaper in float32.
 - ``xexp(a, x)`` = a·e^x rounded once, without the intermediate underflow of e^x
   (e^x may be subnormal or zero while a·e^x is a normal number); ``xexp_neg(a, x, dx)``
@@ -153,11 +154,20 @@ _AVX512 = _host_has_avx512f() and not os.environ.get("FASTACT_NO_AVX512")
 _SCALEF = _AVX512
 
 
+def _freeze(builder, value):
+    """LLVM's ``freeze`` of value (llvmlite has no builder method): a poison value (fptosi
+    of a NaN) becomes some fixed value instead of undefined behaviour; costs nothing."""
+    inst = ir.instructions.Instruction(builder.block, value.type, "freeze", [value])
+    builder._insert(inst)
+    return inst
+
+
 @intrinsic
 def _ldexp_scalef(typingctx, y, k):
     """y·2^k for an integral float k, rounded once (subnormal results, 0 and ±inf exact):
     LLVM's ``ldexp``, one ``vscalef`` instruction per vector on AVX-512. Only built there:
-    elsewhere LLVM lowers a vector ``ldexp`` to one libm call per element."""
+    elsewhere LLVM lowers a vector ``ldexp`` to one libm call per element. A NaN k (where
+    y is NaN too: exp_neg's NaN passes) gives NaN, not poison."""
     if not (y == k and y in (_F32, _F64)):
         return None
 
@@ -167,7 +177,7 @@ def _ldexp_scalef(typingctx, y, k):
         suffix = "f32" if y == _F32 else "f64"
         fnty = ir.FunctionType(yv.type, [yv.type, i32])
         fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.ldexp.{suffix}.i32")
-        return builder.call(fn, [yv, builder.fptosi(kv, i32)])
+        return builder.call(fn, [yv, _freeze(builder, builder.fptosi(kv, i32))])
 
     return y(y, k), codegen
 
@@ -523,14 +533,24 @@ def expm1_impl(x):
     return y if abs(x) >= TINY else x
 
 
-def expm1_neg_impl(x):
-    # expm1_impl for x <= 0: 2^k normal (k >= EM1_LO·log2 e), so 2^k·em1 + (2^k - 1) directly
+def _expm1_unhalved(x):
+    # expm1_impl where 2^k is normal (EM1_LO <= x <= 64): 2^k·em1 + (2^k - 1) directly
     # (expm1_impl halves both to keep 2^k finite up to EM1_HI: the same bits, times 2)
-    _inline_me()
-    em1, k = _expm1_red(EM1_LO if x < EM1_LO else x)
+    em1, k = _expm1_red(x)
     s = _scale2(F(1), k)
-    y = fma(s, em1, s - F(1))
+    return fma(s, em1, s - F(1))
+
+
+def expm1_neg_impl(x):
+    _inline_me()
+    y = _expm1_unhalved(EM1_LO if x < EM1_LO else x)  # (NaN passes)
     return y if x <= -TINY else x
+
+
+def expm1_pos_impl(x):
+    # no special case: below TINY, e^r - 1 = fma(r², P, r) rounds to r = x (and +0 stays)
+    _inline_me()
+    return _expm1_unhalved(x)
 
 
 def log1p_impl(x):
@@ -646,7 +666,7 @@ def tanh_impl(x):
     _inline_me()
     a = abs(x)
     a = a if a < F(9.5) else F(9.5)
-    e = expm1_impl(a + a)
+    e = expm1_pos_impl(a + a)
     r = _copysign(e / (e + F(2)), x)
     return r if x == x else x
 
@@ -658,7 +678,7 @@ def tanh_sq_impl(x):
     z = a * a
     small = fma(-(a * z), _p_xmt(z), a)
     a = a if a < F(9.5) else F(9.5)
-    e = expm1_impl(a + a)
+    e = expm1_pos_impl(a + a)
     t = small if a < F(0.6) else e / (e + F(2))
     return t * t if x == x else x
 ''',
@@ -854,6 +874,12 @@ def expm1_neg(x):
     return expm1(x)
 
 
+def expm1_pos(x):
+    """e^x − 1 for 0 <= x <= 64 (or NaN): expm1's value, without expm1's clamps and special
+    cases (so -0 gives +0)."""
+    return expm1(x)
+
+
 def log1p(x):
     """log(1 + x)."""
     with np.errstate(all="ignore"):
@@ -984,8 +1010,8 @@ def xmtanh(x):
     return type(x)(_xmtanh64(float(x)))
 
 
-for _f in (exp, exp_neg, expm1, expm1_neg, log1p, log1p_unit, tanh, tanh_sq, erfcx, phicx, xmtanh,
-           exp_reduced):
+for _f in (exp, exp_neg, expm1, expm1_neg, expm1_pos, log1p, log1p_unit, tanh, tanh_sq,
+           erfcx, phicx, xmtanh, exp_reduced):
     _register(_f, _f.__name__ + "_impl")
 del _f
 overload(xexp, jit_options=_JIT, inline="always")(lambda a, x: _pick("xexp_impl", a, x))
