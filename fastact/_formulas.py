@@ -429,7 +429,7 @@ def gelu_tanh(x):
     if abs(x) > 30:  # σ(2u) is exactly 0 or 1 in both dtypes
         return T(0) if x < 0 else x
     h, l = _gelu_tanh_2u(x)
-    v = vm.xexp_neg(x * (T(1) + l) if h < 0 else T(1) - l, -abs(h), T(0))
+    v = vm.xexp_neg(x * (T(1) + l) if h < 0 else T(1) - l, -abs(h), T(-0.0))
     return v / (T(1) + v / x) if h < 0 else x / (T(1) + v)
 
 
@@ -455,7 +455,7 @@ def _xexp_neg(x):
     where xexp_neg takes its exact first step; a larger x than xexp_neg's 2^32 only where
     silu returns 0)."""
     T = type(x)
-    return vm.xexp_neg(x if x < 0 else T(1), -abs(x), T(0))
+    return vm.xexp_neg(x if x < 0 else T(1), -abs(x), T(-0.0))
 
 
 @scalar
@@ -491,7 +491,7 @@ def _silu_grad_scaled(x, w):
     xexp_neg's exact first step.)"""
     T = type(x)
     v = -abs(x)
-    return T(0) if v < -800 else vm.xexp_neg(w, v, T(0))
+    return T(0) if v < -800 else vm.xexp_neg(w, v, T(-0.0))
 
 
 @passes(_exp_neg_abs, _silu_grad_ratio, _silu_grad_scaled)

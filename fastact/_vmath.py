@@ -182,15 +182,24 @@ def _ldexp_scalef(typingctx, y, k):
     return y(y, k), codegen
 
 
+def _shifted_k(builder, kv, ity, mbits):
+    """The bits of 2^k less the bias, k an integral float: k + 1.5·2^p (p the mantissa bits)
+    has k in its low bits, shifted into the exponent field ((bits of 1.5·2^p) << p is 0 in
+    the integer width). No float-to-int conversion, so a NaN k gives some finite scale, not
+    LLVM poison (NaN reaches the result through y, which is NaN wherever k is)."""
+    shifted = builder.fadd(kv, ir.Constant(kv.type, 1.5 * 2.0**mbits))
+    return builder.shl(builder.bitcast(shifted, ity), ity(mbits))
+
+
+def _biased(ity, mbits, bias, offset):
+    """The integer constant that makes ``_shifted_k`` the bits of 2^(k + offset)."""
+    return ity(((bias + offset) << mbits) % (1 << ity.width))
+
+
 def _scale2_by(offset32: int, offset64: int):
     """Intrinsic ``(y, k)`` -> y·2^(k + offset), offset an integer per float type, for an
-    integral float k with 2^(k + offset) a normal number (no range check).
-
-    2^k is built from the bits of k + 1.5·2^p (p the mantissa bits: k in the low bits),
-    shifted into the exponent, the offset and bias added as one integer constant: no
-    float-to-int conversion, so a NaN k gives some finite scale, not LLVM poison (NaN
-    reaches the result through y, which is NaN wherever k is), and no float add for the
-    offset."""
+    integral float k with 2^(k + offset) a normal number (no range check): the offset costs
+    nothing (it is in the integer constant that adds the bias)."""
 
     @intrinsic
     def scale(typingctx, y, k):
@@ -200,16 +209,30 @@ def _scale2_by(offset32: int, offset64: int):
         def codegen(context, builder, signature, args):
             yv, kv = args
             ity, mbits, bias = _layout(y)
-            shifted = builder.fadd(kv, ir.Constant(kv.type, 1.5 * 2.0**mbits))
             offset = offset32 if y == _F32 else offset64
-            # (bits of 1.5·2^p) << p is 0 in the integer width: only k and the constant remain
-            e = builder.shl(builder.bitcast(shifted, ity), ity(mbits))
-            e = builder.add(e, ity(((bias + offset) << mbits) % (1 << ity.width)))
+            e = builder.add(_shifted_k(builder, kv, ity, mbits), _biased(ity, mbits, bias, offset))
             return builder.fmul(yv, builder.bitcast(e, yv.type))
 
         return y(y, k), codegen
 
     return scale
+
+
+@intrinsic
+def _scale2_deep_if(typingctx, y, k, deep):
+    """y·2^(k + K_ADD) where deep, else y·2^k (one select of two integer constants)."""
+    if not (y == k and y in (_F32, _F64) and deep == types.boolean):
+        return None
+
+    def codegen(context, builder, signature, args):
+        yv, kv, dv = args
+        ity, mbits, bias = _layout(y)
+        add = _K_ADD32 if y == _F32 else _K_ADD64
+        c = builder.select(dv, _biased(ity, mbits, bias, add), _biased(ity, mbits, bias, 0))
+        e = builder.add(_shifted_k(builder, kv, ity, mbits), c)
+        return builder.fmul(yv, builder.bitcast(e, yv.type))
+
+    return y(y, k, deep), codegen
 
 
 # the exact pre-scaling of the deep steps: y·2^-K_ADD first, then 2^(k + K_ADD)
@@ -606,7 +629,7 @@ def xexp_neg_impl(a, x, dx):
     _inline_me()
     deep = not x > XNEG_LO  # (or NaN) 0 anyway: no dx, which may be large there
     x = XNEG_LO if deep else x
-    dx = F(0) if deep else dx
+    dx = F(-0.0) if deep else dx  # (-0.0: where dx is -0.0 too, r + dx folds to r)
     r, k = _reduce(x)
     return _ldexp_low(fma(a, _exp_m1(r + dx), a), k)
 
@@ -616,9 +639,7 @@ def _ldexp_down(y, k):
     # normal where k >= K_LOW; below, y·S_DEEP is exact (for |y| >= 2^-62 in float32,
     # 2^-422 in float64) and 2^(k + K_ADD) normal
     deep = k < K_LOW
-    y = y * S_DEEP if deep else y
-    k = k + K_ADD if deep else k
-    return _scale2(y, k)
+    return _scale2_deep_if(y * S_DEEP if deep else y, k, deep)
 
 
 def _ldexp_deep(y, k):
@@ -759,6 +780,7 @@ def _build(F, polys, consts):
     """Compile the template for float type F; returns its namespace."""
     ns = {"F": F, "fma": fma, "sq_split": sq_split, "_scale2": _scale2, "_log_split": _log_split,
           "_scale2_deep": _scale2_deep, "_scale2_half": _scale2_half,
+          "_scale2_deep_if": _scale2_deep_if,
           "_copysign": _copysign, "_inline_me": _inline_me}
     ns.update({k: F(v) for k, v in consts.items()})
     src = "".join(_horner(n, c) for n, c in polys.items()) + _LOG_TAIL[F.__name__] + _TEMPLATE
@@ -906,7 +928,8 @@ def xexp_neg(a, x, dx):
     """a·e^(x + dx) for x <= 0, |dx| <= 2^-20·|x| (the low part of a two-part exponent) and
     |a| < 2^32, which where x < -41 (float32; -346 float64) is 0 or at least 2^-62 (2^-422):
     ``xexp`` without its special cases, and one scaling step (a NaN x gives a finite
-    result)."""
+    result). Without a low part, pass dx = -0.0: x + (-0.0) is x and compiles to nothing,
+    x + 0.0 is an addition (it turns -0 into +0)."""
     if not x > -1e4:  # -inf, NaN: 0, whatever dx is (it may be NaN there)
         return type(a)(a * 0.0)
     return xexp(a, x + dx)
