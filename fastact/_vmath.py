@@ -517,8 +517,9 @@ def _exp_red(x):
 
 
 def _q_tail(ax):
-    # 2t/(1+t), t = e^(-2ax), for ax >= 0 (finite garbage for NaN)
-    em1, k = _exp_red(_clamp(F(-2) * ax, TANH_LO, F(0)))
+    # 2t/(1+t), t = e^(-2ax), for ax >= 0 (NaN for NaN)
+    v = F(-2) * ax
+    em1, k = _exp_red(TANH_LO if v < TANH_LO else v)
     t = _scale2(em1 + F(1), k)
     return F(2) * t / (F(1) + t)
 
@@ -597,8 +598,7 @@ def xmtanh_impl(x):
     z = ax * ax
     small = fma(ax, z, ax * fma(ax, ax, -z)) * _p_xmt(z)
     big = (ax - F(1)) + _q_tail(ax)
-    r = _copysign(small if ax < F(1) else big, x)
-    return r if x == x else x
+    return _copysign(small if ax < F(1) else big, x)  # (NaN: big is NaN)
 
 
 def xexp_impl(a, x):
@@ -686,10 +686,9 @@ _TANH = {
 def tanh_impl(x):
     _inline_me()
     a = abs(x)
-    a = a if a < F(9.5) else F(9.5)
+    a = F(9.5) if a > F(9.5) else a  # (NaN passes, and gives NaN)
     e = expm1_pos_impl(a + a)
-    r = _copysign(e / (e + F(2)), x)
-    return r if x == x else x
+    return _copysign(e / (e + F(2)), x)
 
 
 def tanh_sq_impl(x):
@@ -698,10 +697,10 @@ def tanh_sq_impl(x):
     a = abs(x)
     z = a * a
     small = fma(-(a * z), _p_xmt(z), a)
-    a = a if a < F(9.5) else F(9.5)
+    a = F(9.5) if a > F(9.5) else a  # (NaN passes, and gives NaN)
     e = expm1_pos_impl(a + a)
     t = small if a < F(0.6) else e / (e + F(2))
-    return t * t if x == x else x
+    return t * t
 ''',
     # float64 keeps the more accurate two branches: G(x²) below 1, 1 - 2t/(1+t) above
     "float64": '''
@@ -711,8 +710,7 @@ def tanh_impl(x):
     z = ax * ax
     small = fma(-(ax * z), _p_xmt(z), ax)
     big = F(1) - _q_tail(ax)
-    r = _copysign(small if ax < F(1) else big, x)
-    return r if x == x else x
+    return _copysign(small if ax < F(1) else big, x)  # (NaN: big is NaN)
 
 
 def tanh_sq_impl(x):
