@@ -430,7 +430,9 @@ def gelu_tanh(x):
         return T(0) if x < 0 else x
     h, l = _gelu_tanh_2u(x)
     v = vm.xexp_neg(x * (T(1) + l) if h < 0 else T(1) - l, -abs(h), T(-0.0))
-    return v / (T(1) + v / x) if h < 0 else x / (T(1) + v)
+    neg = h < 0
+    q = (x if neg else T(1)) / (x + v if neg else T(1) + v)  # 1/(1 + e^-2|u|)
+    return (v if neg else x) * q
 
 
 @scalar
@@ -462,12 +464,11 @@ def _xexp_neg(x):
 def _silu_finish(x, u):
     """x·σ(x) from u = _xexp_neg(x)."""
     T = type(x)
-    if x < -800:  # x·σ(x) underflows in both dtypes (and x·u would overflow)
+    if x < -800:  # x·σ(x) underflows in both dtypes (and u is not x·e^x there)
         return T(0)
-    if abs(x) < T(2.0**-60):
-        return x * T(0.5)
     neg = x < 0
-    return (x * u if neg else x) / (x + u if neg else T(1) + u)
+    q = (x if neg else T(1)) / (x + u if neg else T(1) + u)  # 1/(1+t), t = e^-|x|
+    return (u if neg else x) * q  # (u·q: no underflow of x·u for a tiny x)
 
 
 @scalar
