@@ -326,7 +326,7 @@ def _gelu_far(x):
 @scalar
 def _gelu_finish(x, P):
     T = type(x)
-    return T(0) - P if x < 0 else x - P
+    return (T(0) if x < 0 else x) - P  # (NaN: x - P)
 
 
 @scalar
@@ -506,7 +506,7 @@ def _silu_grad_far(x):
 @scalar
 def _silu_grad_finish(x, Q):
     T = type(x)
-    return Q if x < 0 else (T(1) - Q if x >= 0 else x)
+    return Q if x < 0 else T(1) - Q  # (NaN: Q is NaN)
 
 
 @scalar
@@ -797,7 +797,7 @@ def _log_sigmoid_far(x):
 @scalar
 def _log_sigmoid_finish(x, p):
     T = type(x)
-    return x - p if x < 0 else -p if x >= 0 else x + T(0)
+    return -(p - (x if x < 0 else T(0)))  # min(x, 0) - p, -0 where it rounds to 0 (NaN: p)
 
 
 @scalar
