@@ -209,6 +209,10 @@ def xmtanh(x):
     return x * k / (T(1) + k)
 
 
+# the CPU's two branches of xmtanh (a < 1, a >= 1) are xmtanh itself here
+xmtanh_small = xmtanh_big = xmtanh
+
+
 # ---------------------------------------------------- tables near the origin
 # The GPU takes no tabulated parts (its formulas branch per thread, and each thread's exp is
 # one libdevice call): ``near`` is False, and the table functions, never reached, are

@@ -822,8 +822,24 @@ def log_sigmoid_grad_y(y):
 
 # ----------------------------------------------------------------- tanhshrink
 @scalar
+def _tanhshrink_small(x):
+    """|x| - tanh |x| for |x| < 1 (a³·G(a²))."""
+    return vm.xmtanh_small(abs(x))
+
+
+@scalar
+def _tanhshrink_join(x, s):
+    """x - tanh x: s from _tanhshrink_small below |x| = 1, the exp form from there."""
+    a = abs(x)
+    return vm.copysign(s if a < type(x)(1) else vm.xmtanh_big(a), x)
+
+
+@passes(_tanhshrink_small, _tanhshrink_join)
+@scalar
 def _tanhshrink_far(x):
-    return vm.xmtanh(x)
+    """x - tanh x (vm.xmtanh's two branches, a pass each: together they crowd AVX2's
+    registers)."""
+    return _tanhshrink_join(x, _tanhshrink_small(x))
 
 
 @scalar

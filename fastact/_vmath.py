@@ -22,7 +22,9 @@ Contract (what ``_formulas`` relies on):
 - ``erfcx(x)`` = e^(x²)·erfc(x) for x >= 0 (decreasing from 1 to 1/(x·√π)).
 - ``phicx(x)`` = e^(x²/2)·Φ(-x) for 0 <= x <= 1024 (or NaN), the same for the normal
   distribution (beyond 1024 the first-order correction of float32 loses to cancellation).
-- ``xmtanh(x)`` = x − tanh x without cancellation near 0.
+- ``xmtanh(x)`` = x − tanh x without cancellation near 0; ``xmtanh_small(x)`` and
+  ``xmtanh_big(x)`` its two branches, for 0 <= x < 1 and for x >= 1 (or NaN), for
+  formulas that take them in two passes.
 - ``fma(a, b, c)`` = a·b + c with one rounding.
 - ``sq_split(x)`` = (hi, lo) with hi + lo == x·x exactly.
 
@@ -592,12 +594,24 @@ def log1p_impl(x):
 
 
 
+def xmtanh_small_impl(x):
+    # x - tanh x = x³·G(x²) for 0 <= x < 1, x³ with about one rounding
+    _inline_me()
+    z = x * x
+    return fma(x, z, x * fma(x, x, -z)) * _p_xmt(z)
+
+
+def xmtanh_big_impl(x):
+    # x - tanh x = (x - 1) + 2t/(1+t), t = e^(-2x), for x >= 1 (NaN for NaN)
+    _inline_me()
+    return (x - F(1)) + _q_tail(x)
+
+
 def xmtanh_impl(x):
     _inline_me()
     ax = abs(x)
-    z = ax * ax
-    small = fma(ax, z, ax * fma(ax, ax, -z)) * _p_xmt(z)
-    big = (ax - F(1)) + _q_tail(ax)
+    small = xmtanh_small_impl(ax)
+    big = xmtanh_big_impl(ax)
     return _copysign(small if ax < F(1) else big, x)  # (NaN: big is NaN)
 
 
@@ -1031,8 +1045,18 @@ def xmtanh(x):
     return type(x)(_xmtanh64(float(x)))
 
 
+def xmtanh_small(x):
+    """x − tanh x for 0 <= x < 1: xmtanh's polynomial branch (other x: some value)."""
+    return xmtanh(x)
+
+
+def xmtanh_big(x):
+    """x − tanh x for x >= 1 (or NaN): xmtanh's exp branch (other x: some value)."""
+    return xmtanh(x)
+
+
 for _f in (exp, exp_neg, expm1, expm1_neg, expm1_pos, log1p, log1p_unit, tanh, tanh_sq,
-           erfcx, phicx, xmtanh, exp_reduced):
+           erfcx, phicx, xmtanh, xmtanh_small, xmtanh_big, exp_reduced):
     _register(_f, _f.__name__ + "_impl")
 del _f
 overload(xexp, jit_options=_JIT, inline="always")(lambda a, x: _pick("xexp_impl", a, x))
