@@ -213,6 +213,18 @@ def xmtanh(x):
 xmtanh_small = xmtanh_big = xmtanh
 
 
+@device
+def tanh_near0(x):
+    """tanh |x| (the CPU's polynomial branch of tanh_sq)."""
+    return type(x)(_tanh(abs(x)))
+
+
+@device
+def tanh_sq_from(x, s):
+    """tanh² x (the CPU's tanh_sq in two steps; s, tanh_near0(x), is not needed here)."""
+    return tanh_sq(x)
+
+
 # ---------------------------------------------------- tables near the origin
 # The GPU takes no tabulated parts (its formulas branch per thread, and each thread's exp is
 # one libdevice call): ``near`` is False, and the table functions, never reached, are

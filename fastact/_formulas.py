@@ -865,10 +865,21 @@ tanhshrink.split = Split(vm.XMTANH3, _tanhshrink_far, _tanhshrink_finish)
 
 
 @scalar
+def _tanh_near0(x):
+    return vm.tanh_near0(x)
+
+
+@scalar
+def _tanh_sq_from(x, s):
+    return vm.tanh_sq_from(x, s)
+
+
+@passes(_tanh_near0, _tanh_sq_from)
+@scalar
 def _tanhshrink_grad_far(x):
     """tanh²x (vm.tanh_sq: its tanh is good enough to square; (m/(m+2))², m = e^(2|x|) - 1,
-    was 5.3 ULP off at 0.175)."""
-    return vm.tanh_sq(x)
+    was 5.3 ULP off at 0.175), its polynomial branch and its exp branch a pass each."""
+    return _tanh_sq_from(x, _tanh_near0(x))
 
 
 @scalar

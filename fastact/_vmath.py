@@ -24,7 +24,8 @@ Contract (what ``_formulas`` relies on):
   distribution (beyond 1024 the first-order correction of float32 loses to cancellation).
 - ``xmtanh(x)`` = x − tanh x without cancellation near 0; ``xmtanh_small(x)`` and
   ``xmtanh_big(x)`` its two branches, for 0 <= x < 1 and for x >= 1 (or NaN), for
-  formulas that take them in two passes.
+  formulas that take them in two passes; ``tanh_near0(x)`` and ``tanh_sq_from(x, s)`` the
+  same for ``tanh_sq`` (tanh_sq(x) = tanh_sq_from(x, tanh_near0(x))).
 - ``fma(a, b, c)`` = a·b + c with one rounding.
 - ``sq_split(x)`` = (hi, lo) with hi + lo == x·x exactly.
 
@@ -594,6 +595,19 @@ def log1p_impl(x):
 
 
 
+def tanh_near0_impl(x):
+    # tanh |x| = a - a³G(a²), a = |x| < 1 (float64; float32 takes it below 0.6)
+    _inline_me()
+    a = abs(x)
+    z = a * a
+    return fma(-(a * z), _p_xmt(z), a)
+
+
+def tanh_sq_impl(x):
+    _inline_me()
+    return tanh_sq_from_impl(x, tanh_near0_impl(x))
+
+
 def xmtanh_small_impl(x):
     # x - tanh x = x³·G(x²) for 0 <= x < 1, x³ with about one rounding
     _inline_me()
@@ -705,15 +719,13 @@ def tanh_impl(x):
     return _copysign(e / (e + F(2)), x)
 
 
-def tanh_sq_impl(x):
-    # the square doubles tanh's error: below 0.6, a - a³G(a²) (0.6 ULP) instead of e/(e+2)
+def tanh_sq_from_impl(x, s):
+    # the square doubles tanh's error: below 0.6, s = a - a³G(a²) (0.6 ULP) instead of e/(e+2)
     _inline_me()
     a = abs(x)
-    z = a * a
-    small = fma(-(a * z), _p_xmt(z), a)
     a = F(9.5) if a > F(9.5) else a  # (NaN passes, and gives NaN)
     e = expm1_pos_impl(a + a)
-    t = small if a < F(0.6) else e / (e + F(2))
+    t = s if a < F(0.6) else e / (e + F(2))
     return t * t
 ''',
     # float64 keeps the more accurate two branches: G(x²) below 1, 1 - 2t/(1+t) above
@@ -727,9 +739,10 @@ def tanh_impl(x):
     return _copysign(small if ax < F(1) else big, x)  # (NaN: big is NaN)
 
 
-def tanh_sq_impl(x):
+def tanh_sq_from_impl(x, s):
     _inline_me()
-    t = tanh_impl(x)
+    ax = abs(x)
+    t = s if ax < F(1) else F(1) - _q_tail(ax)  # tanh |x|, as tanh_impl (NaN: NaN)
     return t * t
 ''',
 }
@@ -1045,6 +1058,18 @@ def xmtanh(x):
     return type(x)(_xmtanh64(float(x)))
 
 
+def tanh_near0(x):
+    """tanh |x| for |x| < 1 (float64) or 0.6 (float32): tanh_sq's polynomial branch (other
+    x: some value)."""
+    return type(x)(np.tanh(abs(x)))
+
+
+def tanh_sq_from(x, s):
+    """tanh² x from s = tanh_near0(x): tanh_sq in two steps, for formulas that take its
+    polynomial branch and its exp branch in two passes."""
+    return tanh_sq(x)
+
+
 def xmtanh_small(x):
     """x − tanh x for 0 <= x < 1: xmtanh's polynomial branch (other x: some value)."""
     return xmtanh(x)
@@ -1056,10 +1081,13 @@ def xmtanh_big(x):
 
 
 for _f in (exp, exp_neg, expm1, expm1_neg, expm1_pos, log1p, log1p_unit, tanh, tanh_sq,
-           erfcx, phicx, xmtanh, xmtanh_small, xmtanh_big, exp_reduced):
+           erfcx, phicx, xmtanh, xmtanh_small, xmtanh_big, tanh_near0, exp_reduced):
     _register(_f, _f.__name__ + "_impl")
 del _f
 overload(xexp, jit_options=_JIT, inline="always")(lambda a, x: _pick("xexp_impl", a, x))
+overload(tanh_sq_from, jit_options=_JIT, inline="always")(
+    lambda x, s: _pick("tanh_sq_from_impl", x, s)
+)
 overload(ldexp, jit_options=_JIT, inline="always")(lambda y, k: _pick("ldexp_impl", y, k))
 overload(ldexp_low, jit_options=_JIT, inline="always")(
     lambda y, k: _pick("ldexp_low_impl", y, k)
