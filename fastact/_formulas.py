@@ -473,8 +473,8 @@ def _silu_finish(x, u):
 
 @scalar
 def silu(x):
-    """x·σ(x): x/(1+e^-x) for x >= 0; for x < 0, with u = x·e^x, x·u/(x+u); x/2 where
-    |x| < 2^-60 (x·u would underflow there, and x/2 is exact to both dtypes)."""
+    """x·σ(x): x·(1/(1+e^-x)) for x >= 0; for x < 0, with u = x·e^x, u·(x/(x+u)) (u·q does
+    not underflow for a tiny x, where x·u/(x+u) did)."""
     return _silu_finish(x, _xexp_neg(x))  # (u first, then the cases: float64 vectorizes)
 
 
