@@ -209,20 +209,33 @@ def xmtanh(x):
     return x * k / (T(1) + k)
 
 
-# the CPU's two branches of xmtanh (a < 1, a >= 1) are xmtanh itself here
-xmtanh_small = xmtanh_big = xmtanh
+# The CPU takes the polynomial branch of tanh² and of x - tanh x (near 0) and the rest in
+# two passes: near0(x), then from(x, near0(x)). Here from() is the whole function and
+# near0() the value it stands for (its result is not used).
 
 
 @device
 def tanh_near0(x):
-    """tanh |x| (the CPU's polynomial branch of tanh_sq)."""
+    """tanh |x|."""
     return type(x)(_tanh(abs(x)))
 
 
 @device
 def tanh_sq_from(x, s):
-    """tanh² x (the CPU's tanh_sq in two steps; s, tanh_near0(x), is not needed here)."""
+    """tanh² x (s, tanh_near0(x), is not needed here)."""
     return tanh_sq(x)
+
+
+@device
+def xmtanh_near0(x):
+    """|x| − tanh |x|."""
+    return xmtanh(abs(x))
+
+
+@device
+def xmtanh_from(x, s):
+    """x − tanh x (s, xmtanh_near0(x), is not needed here)."""
+    return xmtanh(x)
 
 
 # ---------------------------------------------------- tables near the origin

@@ -167,8 +167,8 @@ def _tanh_finish(x, P):
 
 @scalar
 def tanh(x):
-    """tanh x: tanh |x| from a table that covers every float32, ``vm.tanh`` for float64;
-    signed after."""
+    """tanh x: tanh |x| from a table that covers every float32 (with AVX-512), else as
+    expm1(2|x|) then e/(e+2); signed after."""
     P = vm.tanh_table(abs(x)) if vm.tabled(x) else _tanh_far(x)
     return _tanh_finish(x, P)
 
@@ -822,24 +822,21 @@ def log_sigmoid_grad_y(y):
 
 # ----------------------------------------------------------------- tanhshrink
 @scalar
-def _tanhshrink_small(x):
-    """|x| - tanh |x| for |x| < 1 (a³·G(a²))."""
-    return vm.xmtanh_small(abs(x))
+def _xmtanh_near0(x):
+    return vm.xmtanh_near0(x)
 
 
 @scalar
-def _tanhshrink_join(x, s):
-    """x - tanh x: s from _tanhshrink_small below |x| = 1, the exp form from there."""
-    a = abs(x)
-    return vm.copysign(s if a < type(x)(1) else vm.xmtanh_big(a), x)
+def _xmtanh_from(x, s):
+    return vm.xmtanh_from(x, s)
 
 
-@passes(_tanhshrink_small, _tanhshrink_join)
+@passes(_xmtanh_near0, _xmtanh_from)
 @scalar
 def _tanhshrink_far(x):
-    """x - tanh x (vm.xmtanh's two branches, a pass each: together they crowd AVX2's
-    registers)."""
-    return _tanhshrink_join(x, _tanhshrink_small(x))
+    """x - tanh x (vm.xmtanh), its polynomial branch and its exp branch a pass each:
+    together they crowd AVX2's registers."""
+    return _xmtanh_from(x, _xmtanh_near0(x))
 
 
 @scalar

@@ -22,10 +22,10 @@ Contract (what ``_formulas`` relies on):
 - ``erfcx(x)`` = e^(x²)·erfc(x) for x >= 0 (decreasing from 1 to 1/(x·√π)).
 - ``phicx(x)`` = e^(x²/2)·Φ(-x) for 0 <= x <= 1024 (or NaN), the same for the normal
   distribution (beyond 1024 the first-order correction of float32 loses to cancellation).
-- ``xmtanh(x)`` = x − tanh x without cancellation near 0; ``xmtanh_small(x)`` and
-  ``xmtanh_big(x)`` its two branches, for 0 <= x < 1 and for x >= 1 (or NaN), for
-  formulas that take them in two passes; ``tanh_near0(x)`` and ``tanh_sq_from(x, s)`` the
-  same for ``tanh_sq`` (tanh_sq(x) = tanh_sq_from(x, tanh_near0(x))).
+- ``xmtanh(x)`` = x − tanh x without cancellation near 0, = ``xmtanh_from(x,
+  xmtanh_near0(x))``: its polynomial branch (|x| − tanh |x| for |x| < 1) and the rest, for
+  formulas that take the two in passes of their own; ``tanh_sq(x)`` = ``tanh_sq_from(x,
+  tanh_near0(x))`` the same way.
 - ``fma(a, b, c)`` = a·b + c with one rounding.
 - ``sq_split(x)`` = (hi, lo) with hi + lo == x·x exactly.
 
@@ -608,25 +608,25 @@ def tanh_sq_impl(x):
     return tanh_sq_from_impl(x, tanh_near0_impl(x))
 
 
-def xmtanh_small_impl(x):
-    # x - tanh x = x³·G(x²) for 0 <= x < 1, x³ with about one rounding
+def xmtanh_near0_impl(x):
+    # a - tanh a = a³·G(a²), a = |x| < 1, a³ with about one rounding
     _inline_me()
-    z = x * x
-    return fma(x, z, x * fma(x, x, -z)) * _p_xmt(z)
+    a = abs(x)
+    z = a * a
+    return fma(a, z, a * fma(a, a, -z)) * _p_xmt(z)
 
 
-def xmtanh_big_impl(x):
-    # x - tanh x = (x - 1) + 2t/(1+t), t = e^(-2x), for x >= 1 (NaN for NaN)
+def xmtanh_from_impl(x, s):
+    # x - tanh x from s = xmtanh_near0(x) below |x| = 1; (a - 1) + 2t/(1+t), t = e^(-2a)
+    # from there (NaN: NaN)
     _inline_me()
-    return (x - F(1)) + _q_tail(x)
+    a = abs(x)
+    return _copysign(s if a < F(1) else (a - F(1)) + _q_tail(a), x)
 
 
 def xmtanh_impl(x):
     _inline_me()
-    ax = abs(x)
-    small = xmtanh_small_impl(ax)
-    big = xmtanh_big_impl(ax)
-    return _copysign(small if ax < F(1) else big, x)  # (NaN: big is NaN)
+    return xmtanh_from_impl(x, xmtanh_near0_impl(x))
 
 
 def xexp_impl(a, x):
@@ -711,38 +711,41 @@ _TANH = {
     # e/(e + 2), e = expm1(2|x|): one branch-free expression for every x (expm1 keeps the
     # relative accuracy near 0), ~25% cheaper than two branches; |x| >= 9.5 gives ±1 anyway
     "float32": '''
+def _tanh_abs(x):
+    # tanh |x| = e/(e + 2), e = expm1(2|x|) (NaN for NaN)
+    a = abs(x)
+    a = F(9.5) if a > F(9.5) else a
+    e = expm1_pos_impl(a + a)
+    return e / (e + F(2))
+
+
 def tanh_impl(x):
     _inline_me()
-    a = abs(x)
-    a = F(9.5) if a > F(9.5) else a  # (NaN passes, and gives NaN)
-    e = expm1_pos_impl(a + a)
-    return _copysign(e / (e + F(2)), x)
+    return _copysign(_tanh_abs(x), x)
 
 
 def tanh_sq_from_impl(x, s):
     # the square doubles tanh's error: below 0.6, s = a - a³G(a²) (0.6 ULP) instead of e/(e+2)
     _inline_me()
-    a = abs(x)
-    a = F(9.5) if a > F(9.5) else a  # (NaN passes, and gives NaN)
-    e = expm1_pos_impl(a + a)
-    t = s if a < F(0.6) else e / (e + F(2))
+    t = s if abs(x) < F(0.6) else _tanh_abs(x)
     return t * t
 ''',
     # float64 keeps the more accurate two branches: G(x²) below 1, 1 - 2t/(1+t) above
     "float64": '''
+def _tanh_abs_from(x, s):
+    # tanh |x| from s = tanh_near0(x) below 1, 1 - 2t/(1+t), t = e^(-2|x|), from there
+    ax = abs(x)
+    return s if ax < F(1) else F(1) - _q_tail(ax)  # (NaN: NaN)
+
+
 def tanh_impl(x):
     _inline_me()
-    ax = abs(x)
-    z = ax * ax
-    small = fma(-(ax * z), _p_xmt(z), ax)
-    big = F(1) - _q_tail(ax)
-    return _copysign(small if ax < F(1) else big, x)  # (NaN: big is NaN)
+    return _copysign(_tanh_abs_from(x, tanh_near0_impl(x)), x)
 
 
 def tanh_sq_from_impl(x, s):
     _inline_me()
-    ax = abs(x)
-    t = s if ax < F(1) else F(1) - _q_tail(ax)  # tanh |x|, as tanh_impl (NaN: NaN)
+    t = _tanh_abs_from(x, s)
     return t * t
 ''',
 }
@@ -1070,24 +1073,28 @@ def tanh_sq_from(x, s):
     return tanh_sq(x)
 
 
-def xmtanh_small(x):
-    """x − tanh x for 0 <= x < 1: xmtanh's polynomial branch (other x: some value)."""
-    return xmtanh(x)
+def xmtanh_near0(x):
+    """|x| − tanh |x| for |x| < 1: xmtanh's polynomial branch (other x: some value)."""
+    return xmtanh(abs(x))
 
 
-def xmtanh_big(x):
-    """x − tanh x for x >= 1 (or NaN): xmtanh's exp branch (other x: some value)."""
+def xmtanh_from(x, s):
+    """x − tanh x from s = xmtanh_near0(x): xmtanh in two steps, as tanh_sq_from."""
     return xmtanh(x)
 
 
 for _f in (exp, exp_neg, expm1, expm1_neg, expm1_pos, log1p, log1p_unit, tanh, tanh_sq,
-           erfcx, phicx, xmtanh, xmtanh_small, xmtanh_big, tanh_near0, exp_reduced):
+           erfcx, phicx, xmtanh, xmtanh_near0, tanh_near0, exp_reduced):
     _register(_f, _f.__name__ + "_impl")
 del _f
 overload(xexp, jit_options=_JIT, inline="always")(lambda a, x: _pick("xexp_impl", a, x))
-overload(tanh_sq_from, jit_options=_JIT, inline="always")(
-    lambda x, s: _pick("tanh_sq_from_impl", x, s)
-)
+def _register2(pyfunc, name):
+    """Overload the two-argument ``pyfunc`` (x, s) with the template's ``name``."""
+    overload(pyfunc, jit_options=_JIT, inline="always")(lambda x, s: _pick(name, x, s))
+
+
+for _f in (tanh_sq_from, xmtanh_from):
+    _register2(_f, _f.__name__ + "_impl")
 overload(ldexp, jit_options=_JIT, inline="always")(lambda y, k: _pick("ldexp_impl", y, k))
 overload(ldexp_low, jit_options=_JIT, inline="always")(
     lambda y, k: _pick("ldexp_low_impl", y, k)
