@@ -159,7 +159,8 @@ def _make(act: Activation, kind: str):
         return getattr(formulas, pick), p
 
     ufuncs = D.SerialUfuncs(default, 2 if kind == "backward" else 1)  # (g·f'(x): two inputs)
-    limit = D.parallel_threshold(act.family, backward=kind == "backward")
+    family = act.family_for(kind == "backward")  # (for this CPU: fixed per process)
+    limit = D.parallel_threshold(family, backward=kind == "backward")
 
     def unary(x, *, out=None, target="auto", stream=None, **kw):
         if (
@@ -183,7 +184,7 @@ def _make(act: Activation, kind: str):
         formulas, p = resolve(kw)
         fn = getattr(formulas, pick)
         if stream is None:  # (the fast path takes only the CPU targets)
-            res = D.try_fast_unary(fn, x, out, p, act.family, target)
+            res = D.try_fast_unary(fn, x, out, p, family, target)
             if res is not None:
                 return res if out is not None or res.ndim else res[()]
         D.check_target(target)
@@ -196,7 +197,7 @@ def _make(act: Activation, kind: str):
             res = np.empty_like(a)
         else:
             res = D.check_out(out, a.shape, a.dtype)
-        D.run_cpu(fn, [a], p, res, D.choose_cpu_target(target, a.size, act.family))
+        D.run_cpu(fn, [a], p, res, D.choose_cpu_target(target, a.size, family))
         return D.wrap_result(res, out, x)
 
     def inplace(x, *, target="auto", stream=None, **kw):
@@ -217,7 +218,7 @@ def _make(act: Activation, kind: str):
                     pass
         formulas, p = resolve(kw)
         if stream is None:  # (the fast path takes only the CPU targets)
-            res = D.try_fast_unary(formulas.f, x, x, p, act.family, target)
+            res = D.try_fast_unary(formulas.f, x, x, p, family, target)
             if res is not None:
                 return res
         D.check_target(target)
@@ -228,7 +229,7 @@ def _make(act: Activation, kind: str):
                 f"{fname} cannot work in place on a dask array; use {act.name}(x) instead"
             )
         a = D.check_inplace(x)
-        D.run_cpu(formulas.f, [a], p, a, D.choose_cpu_target(target, a.size, act.family))
+        D.run_cpu(formulas.f, [a], p, a, D.choose_cpu_target(target, a.size, family))
         return x
 
     def backward(grad, x=None, *, y=None, out=None, target="auto", stream=None, **kw):
@@ -282,7 +283,7 @@ def _make(act: Activation, kind: str):
         fn = formulas.grad if y is None else formulas.grad_y
         v = x if y is None else y
         if stream is None:  # (the fast path takes only the CPU targets)
-            res = D.try_fast_backward(fn, grad, v, out, p, act.family, target)
+            res = D.try_fast_backward(fn, grad, v, out, p, family, target)
             if res is not None:
                 return res if out is not None or res.ndim else res[()]
         if D.is_dask_array(grad) or D.is_dask_array(v):
@@ -300,7 +301,7 @@ def _make(act: Activation, kind: str):
                 f"{a.shape} do not broadcast"
             ) from None
         res = np.empty(shape, dt) if out is None else D.check_out(out, shape, dt)
-        parallel = D.choose_cpu_target(target, res.size, act.family, backward=True)
+        parallel = D.choose_cpu_target(target, res.size, family, backward=True)
         D.run_cpu(fn, [g, a], p, res, parallel)
         return D.wrap_result(res, out, grad)
 

@@ -33,14 +33,25 @@ _AVX512_THRESHOLDS = (
     {"heavy": 12_288, "transcendental": 14_336, "light": 51_200, "linear": 112_640},
     {"heavy": 12_288, "transcendental": 14_336, "light": 43_008, "linear": 47_104},
 )
-# Without AVX-512 (AVX2: 8 lanes, 16 registers) the polynomial kernels take 2-3x longer per
-# element, so two threads pay off sooner, and the others later. On an AMD Zen 3 (the ratio
-# of the two loops, in place, 7 alternating rounds at 19 sizes from 4 K to 2 M), the
-# crossovers were, forward: tanhshrink 4-6 K, sigmoid 8 K, hardswish 66-93 K, relu 131-185 K;
-# backward: tanhshrink' 4-6 K, sigmoid' 12 K, hardswish' 93-131 K, relu' 93-131 K.
+# Without AVX-512 (AVX2: 8 lanes, 16 registers, no tables) the polynomial kernels take 2-4x
+# longer per element, and their costs spread wider: float32 in cache on an AMD Zen 3,
+# sigmoid 0.5 ns, tanh and elu 0.6, silu and softplus 0.9-1.0, gelu 1.9. So the families
+# there are six, per pass (the registry's avx2_family), from the crossovers that
+# scripts/crossover.py measured on a Zen 3 (2 vCPUs, omp; the geometric mean of two runs,
+# which put a crossover up to 1.4x apart): the size where the parallel loop's time in place
+# over the serial one's crosses 1. Forward: gelu 3.7 K ("heaviest"); softplus, mish, silu,
+# tanhshrink 5.5-7.8 K ("heavy"); log_sigmoid, celu, selu, tanh, elu 9-13 K; sigmoid 26 K
+# ("cheap"); softsign 87 K ("light"); the clamps 190-390 K, hardswish and hardsigmoid with
+# them ("linear"). Backward: gelu' 3.6 K; mish', silu' 4.6-6.5 K; softplus', tanhshrink',
+# tanh', sigmoid', celu' 9-11 K; elu', selu', log_sigmoid' 20-26 K; softsign' 85 K; the clamps
+# 165-380 K. A step of 1.4x in size moves the ratio by 10-20% near a crossover, so a
+# threshold within about 1.2x of a member's crossover keeps "auto" within 10% of the better
+# loop; the clamps, whose crossovers spread 2x, are within 1.25x.
 _AVX2_THRESHOLDS = (
-    {"heavy": 5_120, "transcendental": 8_192, "light": 81_920, "linear": 147_456},
-    {"heavy": 4_608, "transcendental": 12_288, "light": 102_400, "linear": 106_496},
+    {"heaviest": 3_584, "heavy": 6_144, "transcendental": 10_240, "cheap": 24_576,
+     "light": 98_304, "linear": 294_912},
+    {"heaviest": 3_584, "heavy": 5_632, "transcendental": 10_240, "cheap": 24_576,
+     "light": 98_304, "linear": 262_144},
 )
 PARALLEL_THRESHOLD, BACKWARD_THRESHOLD = (
     _AVX512_THRESHOLDS if _vmath._AVX512 else _AVX2_THRESHOLDS

@@ -135,7 +135,7 @@ def auto_choice(names, repeat: int) -> None:
     for name in names:
         act = fastact.ACTIVATIONS[name]
         for pass_ in ("forward", "backward"):
-            for n in auto_sizes(act.family, pass_):
+            for n in auto_sizes(act.family_for(pass_ == "backward"), pass_):
                 rng = np.random.default_rng(1)
                 xm = rng.uniform(-3, 3, n).astype(np.float32)
                 # the forward pass overwrites x; the backward pass, g (x stays)
