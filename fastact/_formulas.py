@@ -270,13 +270,20 @@ def selu_grad_y(y):
 
 @scalar
 def celu(x, alpha):
-    return x if x > 0 else alpha * vm.expm1_neg(x / alpha)  # (α > 0)
+    """elu(x/α)·α (α > 0); for α = 1 (the default) without the division, the same bits (a
+    test of the parameter, which LLVM hoists out of the loop by making two of it)."""
+    T = type(x)
+    if alpha == T(1):
+        return x if x > 0 else vm.expm1_neg(x)
+    return x if x > 0 else alpha * vm.expm1_neg(x / alpha)
 
 
 @scalar
 def celu_grad(x, alpha):
     """e^(x/α) for x <= 0, with the rounding of x/α corrected by one FMA (e^(u+r) ≈ e^u(1+r))."""
     T = type(x)
+    if alpha == T(1):  # (the same bits as below, without the two divisions)
+        return T(1) if x > 0 else _exp_neg_abs(x)
     u = x / alpha
     r = _finite_or_zero(vm.fma(-u, alpha, x)) / alpha
     return T(1) if x > 0 else _exp_neg_abs(u) * (T(1) + r)
