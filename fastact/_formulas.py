@@ -699,9 +699,13 @@ softplus.split = Split(vm.LOG1PEXP, _softplus_far, _softplus_finish, _softplus_a
 
 @scalar
 def softplus_grad(x, beta, threshold):
-    """σ(βx); 1 where βx > threshold."""
+    """σ(βx); 1 where βx > threshold. (β = 1: e^-|x| without the FMA that puts back the
+    rounding of βx, which is exact then: the same bits, and LLVM makes two loops.)"""
     T = type(x)
-    u, t = _exp_neg_abs_scaled(x, beta)
+    if beta == T(1):
+        u, t = x, _exp_neg_abs(x)
+    else:
+        u, t = _exp_neg_abs_scaled(x, beta)
     if u > threshold:
         return T(1)
     r = T(1) / (T(1) + t)
