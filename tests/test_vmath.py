@@ -182,6 +182,54 @@ def test_one_sided_forms_are_the_full_ones(name, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_neg_kept(dtype):
+    """exp_neg_kept(x) is exp_neg(x) from -64 up (the same bits), e^x·2^64 below, normal and
+    within exp's 1 ULP down to its clamp (-131 in float32, -752 in float64); then
+    unkeep(q·exp_neg_kept(x), x) is q·e^x within 1.5 ULP, also where it is subnormal, down to
+    0; -inf gives 0 and NaN NaN."""
+    from numba import njit
+
+    kept, unkeep = vm.exp_neg_kept, vm.unkeep
+
+    @njit(error_model="numpy", fastmath={"contract"})
+    def run(q, x):
+        t, y = np.empty_like(x), np.empty_like(x)
+        for i in range(x.size):
+            t[i] = kept(x[i])
+            y[i] = unkeep(q[i] * t[i], x[i])
+        return t, y
+
+    f32 = dtype == np.float32
+    lo = -131.0 if f32 else -752.0
+    n = 20_000 if f32 else 1500
+    rng = np.random.default_rng(12)
+    x = np.concatenate([
+        rng.uniform(-64, 0, n), rng.uniform(lo - 10, -64, n),
+        -64 + rng.uniform(-1e-3, 1e-3, n // 10),
+        [0.0, -0.0, -64.0, lo, -87.3, -103.9, -708.4, -745.1],
+    ]).astype(dtype)
+    q = rng.uniform(1, 500, x.size).astype(dtype)
+    t, y = run(q, x)
+    above = x >= -64
+    np.testing.assert_array_equal(t[above], loop("exp_neg")(x[above]))
+    below = ~above
+    assert np.all(t[below] >= np.finfo(dtype).tiny)  # normal
+    with mp.workprec(100):
+        ref_t = [mp.exp(mp.mpf(max(float(v), lo))) * (mp.mpf(2) ** 64 if v < -64 else 1)
+                 for v in x]
+        ref_y = [mp.mpf(float(a)) * mp.exp(mp.mpf(max(float(v), lo))) for a, v in zip(q, x)]
+    if f32:
+        et = ulp32(t, np.array([float(r) for r in ref_t]))
+        ey = ulp32(y, np.array([float(r) for r in ref_y]))
+    else:
+        et, ey = ulp64(t, ref_t), ulp64(y, ref_y)
+    print(f"\nexp_neg_kept {np.dtype(dtype).name}: {et.max():.3f} ULP, q·e^x {ey.max():.3f}")
+    assert et.max() <= 1.0 and ey.max() <= 1.5
+    t, y = run(np.ones(2, dtype), np.array([-np.inf, np.nan], dtype))
+    assert y[0] == 0 and np.isnan(t[1]) and np.isnan(y[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_xexp(dtype):
     """a·e^x: one rounding region, no underflow of e^x when a·e^x is normal."""
     rng = np.random.default_rng(5)
