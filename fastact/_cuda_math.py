@@ -160,9 +160,9 @@ def exp_reduced(x):
 
 
 @device
-def exp_neg_kept(x):
-    """e^x for x <= 0 (or NaN), times 2^64 where x < -64 (there as e^(x/2)·2^64·e^(x/2), whose
-    factors are normal), x clamped to -131 (float32) or -752 (float64): as on the CPU."""
+def exp_kept(x):
+    """e^x (or NaN), times 2^64 where x < -64 (there as e^(x/2)·2^64·e^(x/2), whose factors
+    are normal), x clamped to -131 (float32) or -752 (float64): as on the CPU."""
     T = type(x)
     lo = T(-131) if _single(T) else T(-752)
     y = lo if x < lo else x
@@ -174,7 +174,7 @@ def exp_neg_kept(x):
 
 @device
 def unkeep(y, x):
-    """y·2^-64 where x < -64 (q·exp_neg_kept(x) back to q·e^x)."""
+    """y·2^-64 where x < -64 (q·exp_kept(x) back to q·e^x)."""
     T = type(y)
     return y * T(2.0**-64) if x < T(-64) else y
 

@@ -540,9 +540,10 @@ def exp_neg_impl(x):
     return _ldexp_neg(em1 + F(1), k)
 
 
-def exp_neg_kept_impl(x):
+def exp_kept_impl(x):
     _inline_me()
-    # e^x·2^KEEP_K below KEEP_X (one scaling step, 2^k normal down to KEEP_LO)
+    # e^x, times 2^KEEP_K below KEEP_X (one scaling step: 2^k normal from KEEP_LO up to
+    # where e^x overflows)
     em1, k = _exp_red(KEEP_LO if x < KEEP_LO else x)  # NaN passes, and gives NaN
     return _scale2(em1 + F(1), k + KEEP_K if x < KEEP_X else k)
 
@@ -869,7 +870,7 @@ _N32 = _build(
         "K_DEEP": -200.0, "S_DEEP": 2.0**-_K_ADD32, "K_ADD": float(_K_ADD32),
         "XNEG_LO": -131.0, "K_LOW": -60.0,         # a·e^x, x <= 0, |a| < 2^32: 0 below
         "K_MIN_LOW": -190.0,
-        "KEEP_X": -64.0, "KEEP_K": 64.0, "KEEP_INV": 2.0**-64, "KEEP_LO": -131.0,  # exp_neg_kept
+        "KEEP_X": -64.0, "KEEP_K": 64.0, "KEEP_INV": 2.0**-64, "KEEP_LO": -131.0,  # exp_kept
         "TWO_P": 2.0**24, "KC_MAX": 64.0,           # 1+x exact-error range, 2^-k clamp
         "INF": math.inf, "NAN": math.nan, "ERFCX_F0M1": _ERFCX_32_F0 - 1.0,
         "INV_SQRT2PI": 0.3989422804014327, "C0": _PHICX_32_C0,
@@ -977,20 +978,20 @@ def xexp_neg(a, x, dx):
     return xexp(a, x + dx)
 
 
-def exp_neg_kept(x):
-    """e^x for x <= 0 (or NaN), times 2^64 where x < -64, so that it stays normal where e^x
-    alone is subnormal: q·e^x = unkeep(q·exp_neg_kept(x), x), with the relative error of
-    q·e^x rounded once in the normal range (twice where the result is subnormal). One
-    exp for a formula that needs both e^x (taken as 0 below -64: a caller's 1 + e^x) and
-    q·e^x (silu'). x is clamped to -131 (float32) or -752 (float64), where q·e^x is 0 for
-    |q| < 2^32 (float32) or 2^9 (float64)."""
+def exp_kept(x):
+    """e^x for x <= 88 (float32) or 709 (float64) (or NaN), times 2^64 where x < -64, so that
+    it stays normal where e^x alone is subnormal: q·e^x = unkeep(q·exp_kept(x), x), with
+    the relative error of q·e^x rounded once in the normal range (twice where the result is
+    subnormal). One exp for a formula that needs both e^x (taken as 0 below -64: a caller's
+    1 + e^x) and q·e^x (silu', mish'). x is clamped to -131 (float32) or -752 (float64),
+    where q·e^x is 0 for |q| < 2^32 (float32) or 2^9 (float64)."""
     lo = -131.0 if type(x) is np.float32 else -752.0
     v = max(float(x), lo) if x == x else float(x)
     return type(x)(math.exp(v + 64 * _LN2) if x < -64 else math.exp(v))
 
 
 def unkeep(y, x):
-    """y·2^-64 where x < -64: the product of exp_neg_kept(x) with q back to q·e^x."""
+    """y·2^-64 where x < -64: the product of exp_kept(x) with q back to q·e^x."""
     return type(y)(y * 2.0**-64) if x < -64 else y
 
 
@@ -1115,7 +1116,7 @@ def xmtanh_from(x, s):
 
 
 for _f in (exp, exp_neg, expm1, expm1_neg, expm1_pos, log1p, log1p_unit, tanh, tanh_sq,
-           erfcx, phicx, xmtanh, xmtanh_near0, tanh_near0, exp_reduced, exp_neg_kept):
+           erfcx, phicx, xmtanh, xmtanh_near0, tanh_near0, exp_reduced, exp_kept):
     _register(_f, _f.__name__ + "_impl")
 del _f
 overload(xexp, jit_options=_JIT, inline="always")(lambda a, x: _pick("xexp_impl", a, x))
