@@ -503,7 +503,10 @@ def _silu_grad_q(x, t):
     e = t if v >= -64 else T(0)
     dh, dl = _one_plus(e)
     w = ((T(1) + v) + e) / _sq2(dh, dl)
-    return T(0) if v < -800 else vm.unkeep(t * w, v)
+    # (NaN: v itself, as t and w are NaNs of their own, and which one a product keeps
+    # depends on how the compiler ordered its operands: the kernel's tail and its full
+    # blocks gave NaNs of opposite signs)
+    return T(0) if v < -800 else (vm.unkeep(t * w, v) if v == v else v)
 
 
 @passes(_exp_neg_abs_kept, _silu_grad_q)
@@ -603,7 +606,7 @@ def _mish_grad_scaled(x, t):
         return T(1)
     if x >= -1:
         return v
-    return vm.unkeep(v * t, x)
+    return vm.unkeep(v * t, x) if x == x else x  # (NaN: x, as in _silu_grad_q)
 
 
 @passes(_exp_kept_low, _mish_grad_scaled)
@@ -685,10 +688,12 @@ def _softplus_finish(x, L, beta, threshold):
     if u > threshold:
         return x
     if beta == T(1):  # (same bits as below: lo = 0 and 1/β = 1)
-        return L if u <= 0 else x + L
+        return x + L if u > 0 else L
     lo = _finite_or_zero(vm.fma(beta, x, -u))  # ±inf and NaN: no correction
-    p = vm.fma(-L, lo if u >= 0 else -lo, L) * (T(1) / beta)  # 1/β: hoisted, no division
-    return p if u <= 0 else x + p  # NaN: x + p
+    p = vm.fma(L, -lo if u >= 0 else lo, L) * (T(1) / beta)  # 1/β: hoisted, no division
+    # NaN: p, L's NaN (fma(-L, ·, L) and x + p met two NaNs, and which one an operation
+    # keeps depends on how the compiler ordered its operands)
+    return x + p if u > 0 else p
 
 
 @scalar
