@@ -851,6 +851,8 @@ def log_sigmoid_grad_y(y):
 
 
 # ----------------------------------------------------------------- tanhshrink
+# (The passes below wrap vm's functions in formulas of their own: the pass loops call each
+# member as f(x, v, *p), and Numba cannot call an inlined overload, as vm's are, with *p.)
 @scalar
 def _xmtanh_near0(x):
     return vm.xmtanh_near0(x)
