@@ -475,6 +475,19 @@ def test_inplace_kernel_has_no_masked_store(fn, params):
     assert "vmaskmov" not in asm
 
 
+def _kernel_asm(fn, params, factory, nin, dtype=np.float32):
+    from numba import njit
+
+    from fastact import _cpu
+
+    kernel = getattr(_cpu, factory)(fn, nin, False)
+    disp = njit(**_cpu._OPTIONS)(kernel.py_func)  # afresh: a cached kernel has no assembly
+    x = np.linspace(-3, 3, 2 * _cpu.BLOCK, dtype=dtype)
+    arrays = [x.copy() for _ in range(nin + (factory == "flat_kernel"))]
+    disp(*arrays, *[dtype(p) for p in params])
+    return disp.inspect_asm(disp.signatures[0])
+
+
 _PREFETCH_MNEMONIC = {3: "prefetcht0", 2: "prefetcht1", 1: "prefetcht2", 0: "prefetchnta"}
 
 
@@ -487,18 +500,10 @@ def test_kernels_prefetch_as_planned(factory, nin):
     says, into the cache levels it names, one prefetch per line of a block (on an Intel
     Xeon, prefetcht0 alone 4 KB ahead held forward clamps at 1.45x the memory floor, the
     two-step plan at 0.98x); and with an empty plan (AMD Zen) asks for nothing."""
-    from numba import njit
-
     from fastact import _cpu
 
     fn = _formulas.hardtanh if nin == 1 else _formulas.relu_grad
-    params = (-1.0, 1.0) if nin == 1 else ()
-    kernel = getattr(_cpu, factory)(fn, nin, False)
-    disp = njit(**_cpu._OPTIONS)(kernel.py_func)  # afresh: a cached kernel has no assembly
-    x = np.linspace(-3, 3, 2 * _cpu.BLOCK, dtype=np.float32)
-    arrays = [x.copy() for _ in range(nin + (factory == "flat_kernel"))]
-    disp(*arrays, *[np.float32(p) for p in params])
-    asm = disp.inspect_asm(disp.signatures[0])
+    asm = _kernel_asm(fn, (-1.0, 1.0) if nin == 1 else (), factory, nin)
     plan = _cpu.PREFETCH_FORWARD if nin == 1 else _cpu.PREFETCH_BACKWARD
     lines = _cpu.BLOCK * 4 // _cpu._LINE
     for locality, mnemonic in _PREFETCH_MNEMONIC.items():
@@ -506,6 +511,21 @@ def test_kernels_prefetch_as_planned(factory, nin):
         got = len(re.findall(rf"\b{mnemonic}\s", asm))
         # (LLVM may duplicate the loop body, never drop a prefetch from it)
         assert (got == 0) if want == 0 else (got >= want and got % want == 0), (mnemonic, got)
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="the check reads x86-64 assembly")
+@pytest.mark.parametrize("fn,params", [(_formulas.softplus, (1.0, 20.0)),
+                                       (_formulas.log_sigmoid, ())],
+                         ids=["softplus (a split with an arg)", "log_sigmoid (a split)"])
+def test_split_kernel_counts_no_references_per_block(fn, params):
+    """A split formula's kernel calls NRT_incref as often as relu's (on entry, not in its
+    loop over blocks): softplus's block of x, passed on beside its buffer of u, cost an
+    atomic increment per block, which the threads of a parallel loop contend for (10^8
+    float32 with 2 threads, 2.31x the memory floor against 1.31x without)."""
+    want = _kernel_asm(_formulas.relu, (), "inplace_kernel", 1).count("NRT_incref")
+    got = _kernel_asm(fn, params, "inplace_kernel", 1).count("NRT_incref")
+    assert got == want
 
 
 # ------------------------------------------- the portable forms (no AVX-512)
