@@ -238,9 +238,9 @@ def wide_vectors(typingctx):
 # faster without (relu 27.1 against 29.6 ms, hardsigmoid 22.8 against 25.0, gelu 24.2
 # against 25.9). Kernels cached on disk are keyed by the CPU, so each gets its own.
 _HOST_CPU = llvm_binding.get_host_cpu_name()
-_ZEN = _HOST_CPU.startswith("znver")
-PREFETCH_FORWARD = () if _ZEN else ((4096, 2), (512, 3))
-PREFETCH_BACKWARD = () if _ZEN else ((4096, 3),)
+ZEN = _HOST_CPU.startswith("znver")  # (an AMD Zen: LLVM tunes for it by this name)
+PREFETCH_FORWARD = () if ZEN else ((4096, 2), (512, 3))
+PREFETCH_BACKWARD = () if ZEN else ((4096, 3),)
 _LINE = 64
 
 

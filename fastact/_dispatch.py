@@ -36,7 +36,7 @@ _AVX512_THRESHOLDS = (
 # Without AVX-512 (AVX2: 8 lanes, 16 registers, no tables) the polynomial kernels take 2-4x
 # longer per element, and their costs spread wider: float32 in cache on an AMD Zen 3,
 # sigmoid 0.5 ns, tanh and elu 0.6, silu and softplus 0.9-1.0, gelu 1.9. So the families
-# there are six, per pass (the registry's avx2_family), from the crossovers that
+# there are six, per pass (the registry's fine_family), from the crossovers that
 # scripts/crossover.py measured on a Zen 3 (2 vCPUs, omp; the geometric mean of two runs,
 # which put a crossover up to 1.4x apart): the size where the parallel loop's time in place
 # over the serial one's crosses 1. Forward: gelu 3.7 K ("heaviest"); softplus, mish, silu,
@@ -53,8 +53,28 @@ _AVX2_THRESHOLDS = (
     {"heaviest": 3_584, "heavy": 5_632, "transcendental": 10_240, "cheap": 24_576,
      "light": 98_304, "linear": 262_144},
 )
+# On an Intel Xeon with AVX-512 (LLVM "rocketlake", 2 vCPUs of a VM, omp) the thread pool
+# costs more (a parallel call on 64 elements took 3.3 µs, one thread 0.5 µs), and the other
+# thread's half of data that the caller has just written comes from the caller's core's
+# cache: the cheap kernels pay off in parallel far later than on the Zen 4. There the
+# families are the six of AVX2 (the registry's fine_family), with thresholds from the
+# crossovers that scripts/crossover.py measured (two runs, which agreed within one step of
+# its sizes). Forward: gelu 16-23 K ("heaviest"); mish 20 K, silu, tanhshrink 23-32 K,
+# softplus 33 K ("heavy"); tanh, selu, log_sigmoid 46 K, elu 46-65 K, celu 65-92 K; sigmoid
+# 32 K ("cheap"); softsign 46 K ("light"); the clamps, hardsigmoid and hardswish 370-520 K
+# ("linear"). Backward: gelu' 23-32 K; silu', mish' 32 K; tanh', tanhshrink' 23-32 K,
+# sigmoid' 32 K, softplus' 46 K, celu' 65-92 K; log_sigmoid' 32-46 K, elu', selu' 65 K;
+# softsign' 65 K; the clamps 180-260 K.
+_AVX512_INTEL_THRESHOLDS = (
+    {"heaviest": 20_480, "heavy": 26_624, "transcendental": 49_152, "cheap": 28_672,
+     "light": 45_056, "linear": 450_560},
+    {"heaviest": 28_672, "heavy": 34_816, "transcendental": 36_864, "cheap": 53_248,
+     "light": 61_440, "linear": 229_376},
+)
 PARALLEL_THRESHOLD, BACKWARD_THRESHOLD = (
-    _AVX512_THRESHOLDS if _vmath._AVX512 else _AVX2_THRESHOLDS
+    _AVX2_THRESHOLDS if not _vmath._AVX512
+    else _AVX512_THRESHOLDS if _cpu.ZEN
+    else _AVX512_INTEL_THRESHOLDS
 )
 
 _F32 = np.dtype(np.float32)

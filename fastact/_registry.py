@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _cpu, _vmath
 from . import _formulas as F
-from . import _vmath
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,13 @@ class Activation:
     y_checks: tuple[tuple[str, Callable[[float], bool], str], ...] = ()
     # how much arithmetic per element, for target="auto" (_dispatch.parallel_threshold):
     # "linear" (memory-bound), "light" (a little more, or a division), "transcendental",
-    # "heavy" (mish, tanhshrink: exp-based with the most arithmetic); on CPUs without
-    # AVX-512, where the costs spread wider (no tables), avx2_family gives the (forward,
-    # backward) families instead, from six: "cheap" (sigmoid) and "heaviest" (gelu) too
+    # "heavy" (mish, tanhshrink: exp-based with the most arithmetic): the four of AMD Zen 4
+    # with AVX-512, where they were measured. On other CPUs (AVX2 ones, where the costs
+    # spread wider with no tables; Intel's, whose thread pool costs more), fine_family gives
+    # the (forward, backward) families instead, from six: "cheap" (sigmoid) and "heaviest"
+    # (gelu) too
     family: str = "transcendental"
-    avx2_family: tuple[str, str] | None = None
+    fine_family: tuple[str, str] | None = None
     kinks: str = ""
     see_also: str = ""
     # filled in by fastact._api
@@ -60,9 +62,9 @@ class Activation:
 
     def family_for(self, backward: bool = False) -> str:
         """The family whose threshold ``target="auto"`` takes for the pass on this CPU."""
-        if self.avx2_family is None or _vmath._AVX512:
+        if self.fine_family is None or (_vmath._AVX512 and _cpu.ZEN):
             return self.family
-        return self.avx2_family[backward]
+        return self.fine_family[backward]
 
     @property
     def from_output(self) -> bool:
@@ -138,7 +140,7 @@ REGISTRY: dict[str, Activation] = {
             Formulas(F.sigmoid, F.sigmoid_grad, F.sigmoid_grad_y),
             kinks="sigmoid(-inf) = 0, sigmoid(inf) = 1; f' = σ(x)σ(-x) (no cancellation).",
             see_also="scipy.special.expit, torch.sigmoid",
-            avx2_family=("cheap", "transcendental"),
+            fine_family=("cheap", "transcendental"),
         ),
         Activation(
             "tanh",
@@ -196,7 +198,7 @@ REGISTRY: dict[str, Activation] = {
             ),
             kinks="elu'(0) = alpha; elu(-inf) = -alpha.",
             see_also="torch.nn.functional.elu",
-            avx2_family=("transcendental", "cheap"),
+            fine_family=("transcendental", "cheap"),
         ),
         Activation(
             "selu",
@@ -205,7 +207,7 @@ REGISTRY: dict[str, Activation] = {
             Formulas(F.selu, F.selu_grad, F.selu_grad_y),
             kinks="selu'(0) = scale * alpha.",
             see_also="torch.nn.functional.selu",
-            avx2_family=("transcendental", "cheap"),
+            fine_family=("transcendental", "cheap"),
         ),
         Activation(
             "celu",
@@ -228,7 +230,7 @@ REGISTRY: dict[str, Activation] = {
             },
             kinks="gelu(-inf) = 0; the x < 0 tail is computed from Φ(-|x|) directly, not 1 + erf.",
             see_also="torch.nn.functional.gelu, jax.nn.gelu",
-            avx2_family=("heaviest", "heaviest"),
+            fine_family=("heaviest", "heaviest"),
         ),
         Activation(
             "silu",
@@ -236,7 +238,7 @@ REGISTRY: dict[str, Activation] = {
             Formulas(F.silu, F.silu_grad),
             kinks="silu(-inf) = 0, silu'(-inf) = 0.",
             see_also="torch.nn.functional.silu",
-            avx2_family=("heavy", "heavy"),
+            fine_family=("heavy", "heavy"),
         ),
         Activation(
             "mish",
@@ -254,7 +256,7 @@ REGISTRY: dict[str, Activation] = {
             checks=(_fin("beta"), ("beta", lambda b: b > 0, "beta must be > 0")),
             kinks="f' = sigmoid(beta * x), and 1 where beta * x > threshold.",
             see_also="torch.nn.functional.softplus, numpy.logaddexp",
-            avx2_family=("heavy", "transcendental"),
+            fine_family=("heavy", "transcendental"),
         ),
         Activation(
             "softsign",
@@ -283,7 +285,7 @@ REGISTRY: dict[str, Activation] = {
             family="light",
             kinks="f'(±3) = 0, exactly 1/6 strictly inside.",
             see_also="torch.nn.functional.hardsigmoid",
-            avx2_family=("linear", "linear"),
+            fine_family=("linear", "linear"),
         ),
         Activation(
             "hardswish",
@@ -292,7 +294,7 @@ REGISTRY: dict[str, Activation] = {
             family="light",
             kinks="f'(-3) = 0, f'(3) = 1 (current PyTorch); hardswish(-inf) = 0.",
             see_also="torch.nn.functional.hardswish",
-            avx2_family=("linear", "linear"),
+            fine_family=("linear", "linear"),
         ),
         Activation(
             "log_sigmoid",
@@ -300,7 +302,7 @@ REGISTRY: dict[str, Activation] = {
             Formulas(F.log_sigmoid, F.log_sigmoid_grad, F.log_sigmoid_grad_y),
             kinks="log_sigmoid(-inf) = -inf; f' = sigmoid(-x).",
             see_also="scipy.special.log_expit, torch.nn.functional.logsigmoid",
-            avx2_family=("transcendental", "cheap"),
+            fine_family=("transcendental", "cheap"),
         ),
         Activation(
             "tanhshrink",
@@ -309,7 +311,7 @@ REGISTRY: dict[str, Activation] = {
             kinks="computed without cancellation near 0; f' = tanh²(x).",
             family="heavy",
             see_also="torch.nn.functional.tanhshrink",
-            avx2_family=("heavy", "transcendental"),
+            fine_family=("heavy", "transcendental"),
         ),
         Activation(
             "softshrink",

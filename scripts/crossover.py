@@ -2,9 +2,10 @@
 
 For each activation and pass (forward in place, backward ``NAME_backward(g, x, out=g)``),
 float32, at sizes 2^(k/2) around the thresholds, the time of ``target="parallel"`` over
-``target="cpu"`` (below 1: the parallel loop is faster), each target timed in a block of
-calls (their mean, so the thread pool's wake-ups count, as they do for a caller), the two blocks in
-alternating order over several rounds, the median of the rounds' ratios. Then, per family,
+``target="cpu"`` (below 1: the parallel loop is faster), each target timed as
+call_overhead.py times it (a block of samples of calls on fresh copies, so the thread
+pool's wake-ups count, as they do for a caller), the two blocks in alternating order over
+several rounds, the median of the rounds' ratios. Then, per family,
 the smallest size from which every member's ratio stays below 1, and the threshold that
 ``_dispatch`` has now.
 
@@ -14,8 +15,8 @@ the smallest size from which every member's ratio stays below 1, and the thresho
 from __future__ import annotations
 
 import argparse
-import time
 
+import call_overhead  # (this folder: the same timing as the bar's)
 import numpy as np
 
 import fastact
@@ -24,7 +25,7 @@ from fastact._registry import select_names
 
 # Sizes per family: 2^(k/2) over the range where its crossover lies on the CPUs measured.
 _RANGES = {
-    "heaviest": (20, 30), "heavy": (21, 31), "transcendental": (22, 34), "cheap": (24, 36),
+    "heaviest": (20, 32), "heavy": (21, 33), "transcendental": (22, 34), "cheap": (24, 36),
     "light": (28, 39), "linear": (30, 41),
 }
 
@@ -34,36 +35,27 @@ def sizes(family: str) -> list[int]:
     return sorted({int(round(2 ** (k / 2) / 64)) * 64 for k in range(lo, hi)})
 
 
-def _block(call, master, copies) -> float:
-    """Mean time of one call over a block, each call on a fresh copy of ``master`` (the
-    mean, as a caller's loop sees it: a call that waits for a descheduled thread counts)."""
-    for c in copies:
-        np.copyto(c, master)
-    t = time.perf_counter()
-    for c in copies:
-        call(c)
-    return (time.perf_counter() - t) / len(copies)
-
-
 def ratio(act, pass_: str, n: int, rounds: int) -> float:
-    """Median over ``rounds`` of parallel's time over cpu's (in place, float32)."""
+    """Median over ``rounds`` of parallel's time over cpu's (in place, float32), each the
+    median time of a call in a block of samples, timed as call_overhead.py times them (a
+    call on a copy of the data that the caller has just written: what a caller's loop
+    does; with copies written long before, which had left the caller's cache, the linear
+    kernels paid off in parallel from 92 K on an Intel Xeon, against 450 K here)."""
     rng = np.random.default_rng(1)
     x = rng.uniform(-3, 3, n).astype(np.float32)
     master = x if pass_ == "forward" else rng.uniform(-1, 1, n).astype(np.float32)
-    copies = [np.empty_like(master) for _ in range(max(8, 400_000 // n))]
-
-    def call(target):
-        if pass_ == "forward":
-            return lambda a: act.forward_(a, target=target)
-        return lambda g: act.backward(g, x, out=g, target=target)
-
-    calls = {t: call(t) for t in ("cpu", "parallel")}
-    for c in calls.values():
-        c(master.copy())
+    calls = max(1, 200_000 // n)
     rs = []
+    for target in ("cpu", "parallel"):
+        call_overhead._in_place(act, target, pass_, x)(master.copy())
     for r in range(rounds):
         order = ("cpu", "parallel") if r % 2 == 0 else ("parallel", "cpu")
-        t = {name: _block(calls[name], master, copies) for name in order}
+        t = {
+            target: call_overhead._median_call(
+                call_overhead._in_place(act, target, pass_, x), master, master, calls, 15
+            )
+            for target in order
+        }
         rs.append(t["parallel"] / t["cpu"])
     return float(np.median(rs))
 

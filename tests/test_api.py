@@ -428,22 +428,26 @@ def test_short_path_of_small_calls_matches_the_general_one(name, ufunc, monkeypa
         np.testing.assert_array_equal(act.forward(ro), ref)
 
 
-def test_every_pass_has_a_threshold_on_either_kind_of_cpu(monkeypatch):
-    """family_for: the registry's family with AVX-512, its avx2_family (forward, backward)
-    without; each names a threshold of that CPU's table for both passes."""
+def test_every_pass_has_a_threshold_on_every_kind_of_cpu(monkeypatch):
+    """family_for: the registry's family with AVX-512 on AMD Zen, its fine_family (forward,
+    backward) elsewhere (AVX2; Intel with AVX-512); each names a threshold of that CPU's
+    table for both passes."""
+    from fastact import _cpu, _vmath
     from fastact import _dispatch as D
-    from fastact import _vmath
 
-    for avx512, (fwd, bwd) in ((True, D._AVX512_THRESHOLDS), (False, D._AVX2_THRESHOLDS)):
+    kinds = ((True, True, D._AVX512_THRESHOLDS), (True, False, D._AVX512_INTEL_THRESHOLDS),
+             (False, True, D._AVX2_THRESHOLDS), (False, False, D._AVX2_THRESHOLDS))
+    for avx512, zen, (fwd, bwd) in kinds:
         monkeypatch.setattr(_vmath, "_AVX512", avx512)
+        monkeypatch.setattr(_cpu, "ZEN", zen)
         for act in fastact.ACTIVATIONS.values():
             for backward in (False, True):
                 fam = act.family_for(backward)
-                own = act.avx2_family
-                want = act.family if avx512 or own is None else own[backward]
-                assert fam == want, (act.name, avx512, backward)
+                own = act.fine_family
+                want = act.family if (avx512 and zen) or own is None else own[backward]
+                assert fam == want, (act.name, avx512, zen, backward)
                 assert fam in fwd and fam in bwd, (act.name, fam)
-    assert fastact.ACTIVATIONS["gelu"].family_for() == "heaviest"  # (avx2 at last)
+    assert fastact.ACTIVATIONS["gelu"].family_for() == "heaviest"  # (the last kind set: AVX2)
 
 
 def test_auto_takes_the_parallel_loop_from_the_threshold_of_its_family_and_pass(monkeypatch):
