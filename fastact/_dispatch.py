@@ -71,11 +71,12 @@ _AVX512_INTEL_THRESHOLDS = (
     {"heaviest": 28_672, "heavy": 34_816, "transcendental": 36_864, "cheap": 53_248,
      "light": 61_440, "linear": 229_376},
 )
-PARALLEL_THRESHOLD, BACKWARD_THRESHOLD = (
-    _AVX2_THRESHOLDS if not _vmath._AVX512
-    else _AVX512_THRESHOLDS if _cpu.ZEN
-    else _AVX512_INTEL_THRESHOLDS
-)
+CPU_KIND = "AVX2" if not _vmath._AVX512 else "AVX-512, AMD Zen" if _cpu.ZEN else "AVX-512, Intel"
+PARALLEL_THRESHOLD, BACKWARD_THRESHOLD = {
+    "AVX2": _AVX2_THRESHOLDS,
+    "AVX-512, AMD Zen": _AVX512_THRESHOLDS,
+    "AVX-512, Intel": _AVX512_INTEL_THRESHOLDS,
+}[CPU_KIND]
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)

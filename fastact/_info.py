@@ -27,6 +27,22 @@ def _cache_folder() -> str:
     return path or "none (no writable cache folder; kernels compile in memory)"
 
 
+def _tuning() -> str:
+    """Which of the measured tunings this CPU takes: tables, prefetch plan, auto thresholds."""
+    from . import _cpu, _dispatch, _vmath
+
+    level = {3: "L1", 2: "L2", 1: "L3", 0: "non-temporal"}
+
+    def plan(p):
+        return " + ".join(f"{level[loc]} {ahead} B ahead" for ahead, loc in p) or "none"
+
+    return (
+        f"{_dispatch.CPU_KIND}: tables {'on' if _vmath._AVX512 else 'off'}; prefetch "
+        f"forward {plan(_cpu.PREFETCH_FORWARD)}, backward {plan(_cpu.PREFETCH_BACKWARD)}; "
+        "target='auto' by the thresholds measured on such a CPU"
+    )
+
+
 def info() -> dict[str, str]:
     import numba
     import numpy as np
@@ -51,6 +67,7 @@ def info() -> dict[str, str]:
         "threading layer": layer,
         "threads": f"{numba.get_num_threads()} of {os.cpu_count()} CPUs",
         "CPU SIMD": _simd_features(),
+        "tuning": _tuning(),
         "kernel cache": _cache_folder(),
         "CUDA": "available" if _cuda.available() else "not available",
         "activations": str(len(fastact.ACTIVATIONS)),

@@ -36,6 +36,9 @@ def test_info_runs():
     out = r.stdout.lower()
     assert "numba" in out
     assert "threads" in out
+    from fastact import _dispatch
+
+    assert f" {_dispatch.CPU_KIND.lower()}: tables" in out  # (the kind auto's table is for)
 
 
 @pytest.fixture(scope="module")
