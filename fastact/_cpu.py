@@ -287,7 +287,7 @@ def _prefetcher(plan: tuple, name: str):
 
 prefetch_ahead = _prefetcher(PREFETCH_FORWARD, "prefetch_ahead")
 prefetch_ahead_2 = _prefetcher(PREFETCH_BACKWARD, "prefetch_ahead_2")
-"""The same for kernels with two input streams (backward: g and x)."""
+"""The same by the backward pass's plan (its kernels read g and x, and may write an out)."""
 
 
 # Kernels run over whole blocks of BLOCK elements (a multiple of every SIMD width), each a
