@@ -29,7 +29,7 @@ TARGETS = ("auto", "cpu", "parallel", "cuda")
 # tanhshrink' at 10^4 1.17-1.51x slower than one thread; at 12 K, 1.01-1.04x, and every cell
 # of call_overhead.py where "auto" and the better target run different code was within 1.10.
 # (All on an AMD Zen 4, with AVX-512.)
-_AVX512_THRESHOLDS = (
+_AVX512_ZEN_THRESHOLDS = (
     {"heavy": 12_288, "transcendental": 14_336, "light": 51_200, "linear": 112_640},
     {"heavy": 12_288, "transcendental": 14_336, "light": 43_008, "linear": 47_104},
 )
@@ -74,7 +74,7 @@ _AVX512_INTEL_THRESHOLDS = (
 CPU_KIND = "AVX2" if not _vmath._AVX512 else "AVX-512, AMD Zen" if _cpu.ZEN else "AVX-512, Intel"
 PARALLEL_THRESHOLD, BACKWARD_THRESHOLD = {
     "AVX2": _AVX2_THRESHOLDS,
-    "AVX-512, AMD Zen": _AVX512_THRESHOLDS,
+    "AVX-512, AMD Zen": _AVX512_ZEN_THRESHOLDS,
     "AVX-512, Intel": _AVX512_INTEL_THRESHOLDS,
 }[CPU_KIND]
 

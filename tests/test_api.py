@@ -435,7 +435,7 @@ def test_every_pass_has_a_threshold_on_every_kind_of_cpu(monkeypatch):
     from fastact import _cpu, _vmath
     from fastact import _dispatch as D
 
-    kinds = ((True, True, D._AVX512_THRESHOLDS), (True, False, D._AVX512_INTEL_THRESHOLDS),
+    kinds = ((True, True, D._AVX512_ZEN_THRESHOLDS), (True, False, D._AVX512_INTEL_THRESHOLDS),
              (False, True, D._AVX2_THRESHOLDS), (False, False, D._AVX2_THRESHOLDS))
     for avx512, zen, (fwd, bwd) in kinds:
         monkeypatch.setattr(_vmath, "_AVX512", avx512)

@@ -374,6 +374,21 @@ def test_python_fallbacks(name):
 
 
 # ------------------------------------------------------------------- SIMD check
+def _kernel_asm(fn, params, factory, nin, dtype=np.float32):
+    """The assembly of ``_cpu.<factory>(fn, nin)``'s loop (one thread), compiled afresh: a
+    kernel loaded from the disk cache carries none."""
+    from numba import njit
+
+    from fastact import _cpu
+
+    kernel = getattr(_cpu, factory)(fn, nin, False)
+    disp = njit(**_cpu._OPTIONS)(kernel.py_func)  # afresh: a cached kernel has no assembly
+    x = np.linspace(-3, 3, 2 * _cpu.BLOCK, dtype=dtype)
+    arrays = [x.copy() for _ in range(nin + (factory == "flat_kernel"))]
+    disp(*arrays, *[dtype(p) for p in params])
+    return disp.inspect_asm(disp.signatures[0])
+
+
 _ASM_CASES = [
     (_formulas.sigmoid, (), np.float32),
     (_formulas.elu, (1.0,), np.float32),
@@ -393,16 +408,7 @@ _ASM_CASES = [
 @pytest.mark.parametrize("fn,params,dtype", _ASM_CASES,
                          ids=[f"{f.__name__}-{d.__name__}" for f, _, d in _ASM_CASES])
 def test_flat_kernel_is_simd(fn, params, dtype):
-    from numba import njit
-
-    from fastact import _cpu
-
-    # the kernel that flat_kernel builds, compiled afresh (one loaded from the disk cache
-    # carries no assembly)
-    disp = njit(**_cpu._OPTIONS)(_cpu.flat_kernel(fn, 1, False).py_func)
-    x = np.linspace(-3, 3, 64, dtype=dtype)
-    disp(x, np.empty_like(x), *[dtype(p) for p in params])
-    asm = disp.inspect_asm(disp.signatures[0])
+    asm = _kernel_asm(fn, params, "flat_kernel", 1, dtype)
     # packed arithmetic on 256/512-bit registers (not just moves)
     kind = "ps" if dtype == np.float32 else "pd"
     packed = re.findall(
@@ -434,16 +440,9 @@ def test_block_copy_is_not_scalar(fn, params, factory, nin, dtype):
     """The kernel has fewer scalar instructions of its dtype than a block has elements: a
     block copied element by element (load and store each, 2 x BLOCK) made relu' into a new
     array 3-4x slower in cache than in place."""
-    from numba import njit
-
     from fastact import _cpu
 
-    kernel = getattr(_cpu, factory)(fn, nin, False)
-    disp = njit(**_cpu._OPTIONS)(kernel.py_func)  # afresh: a cached kernel has no assembly
-    x = np.linspace(-3, 3, 2 * _cpu.BLOCK, dtype=dtype)
-    arrays = [x.copy() for _ in range(nin + (factory == "flat_kernel"))]
-    disp(*arrays, *[dtype(p) for p in params])
-    asm = disp.inspect_asm(disp.signatures[0])
+    asm = _kernel_asm(fn, params, factory, nin, dtype)
     suffix = "ss" if dtype == np.float32 else "sd"
     # (a broadcast fills a whole vector: without AVX-512's 32 registers, LLVM reloads
     # constants with vbroadcastss/sd inside the loop)
@@ -473,19 +472,6 @@ def test_inplace_kernel_has_no_masked_store(fn, params):
     assert np.array_equal(a.view(np.int32), want.view(np.int32))
     asm = disp.inspect_asm(disp.signatures[0])
     assert "vmaskmov" not in asm
-
-
-def _kernel_asm(fn, params, factory, nin, dtype=np.float32):
-    from numba import njit
-
-    from fastact import _cpu
-
-    kernel = getattr(_cpu, factory)(fn, nin, False)
-    disp = njit(**_cpu._OPTIONS)(kernel.py_func)  # afresh: a cached kernel has no assembly
-    x = np.linspace(-3, 3, 2 * _cpu.BLOCK, dtype=dtype)
-    arrays = [x.copy() for _ in range(nin + (factory == "flat_kernel"))]
-    disp(*arrays, *[dtype(p) for p in params])
-    return disp.inspect_asm(disp.signatures[0])
 
 
 _PREFETCH_MNEMONIC = {3: "prefetcht0", 2: "prefetcht1", 1: "prefetcht2", 0: "prefetchnta"}
