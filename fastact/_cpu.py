@@ -306,7 +306,7 @@ def _last_block(fn, nin: int):
     (on the stack) by the same steps as the full blocks. Shared by the flat and in-place
     kernels of ``fn``. (The copies are loops: slice assignments compiled Numba's shape check
     and the formatting of its message, 2.5 s of string code, into every process.)"""
-    prepare, finish = _stages(fn)
+    prepare, finish, _ = _stages(fn)
     if nin == 1:
 
         def tail(x, out, s, *p):
@@ -461,10 +461,51 @@ def store_block_opaque(typingctx, src, dst):
     return numba.types.none(src, dst), codegen
 
 
+def _dtype_of(ty):
+    """The scalar type of a Numba array type, or the type itself."""
+    return ty.dtype if isinstance(ty, numba.types.Array) else ty
+
+
+def _tables_serve(ty) -> bool:
+    """Whether the kernels take the tables for Numba type ``ty`` (an array's or a scalar's):
+    float32 on a CPU with AVX-512."""
+    from . import _vmath as vm
+
+    return bool(vm._AVX512) and _dtype_of(ty) == numba.types.float32
+
+
+def _passes_serve(ty) -> bool:
+    """Whether a ``Split`` whose far part is a chain of passes is computed split for ``ty``:
+    where its table is in use, and for every dtype without AVX-512."""
+    from . import _vmath as vm
+
+    return not vm._AVX512 or _tables_serve(ty)
+
+
+def _predicate(test, name: str):
+    """A function of one array or scalar, for compiled code: the constant ``test(its type)``."""
+
+    def pred(x):
+        raise NotImplementedError("compiled only")
+
+    def impl(x):
+        return (lambda x: True) if test(x) else (lambda x: False)
+
+    overload(pred, jit_options=_OPTIONS, inline="always")(unique_name(impl, f"{name}_impl"))
+    pred.test = test
+    return unique_name(pred, name)
+
+
+_TABLES_SERVE = _predicate(_tables_serve, "tables_serve")
+_PASSES_SERVE = _predicate(_passes_serve, "passes_serve")
+_NEVER = _predicate(lambda ty: False, "no_split")
+
+
 @functools.cache
 def _stages(fn):
-    """``(prepare, finish)`` for formula ``fn``: the kernels compute a block as
-    ``prepare(x, P, *p)`` then ``out[i] = finish(x[i], P[i], *p)``, P a BLOCK buffer.
+    """``(prepare, finish, in_use)`` for formula ``fn``: the kernels compute a block as
+    ``prepare(x, P, *p)`` then ``out[i] = finish(x[i], P[i], *p)``, P a BLOCK buffer;
+    ``in_use(x)`` says whether the split stages below serve the dtype of x (a constant).
 
     For a formula with a ``split`` (``_formulas.Split``), prepare fills P with the table
     part for the whole block in one pass (if some element is near) and, only if some element
@@ -475,74 +516,114 @@ def _stages(fn):
     On AMD Zen 4 that made the exp-based backward passes 1.2-1.5x faster (in cache too: the
     loop that writes g reads g and the buffer, not g and x) and the forward passes no slower;
     on 10^8 float32 with 2 threads sigmoid' went from 1.47x to 0.99x its floor, softplus'
-    from 1.65x to 1.08x."""
+    from 1.65x to 1.08x.
+
+    A split serves float32 where the tables exist (AVX-512), and, where they do not (AVX2),
+    a formula whose far part is a chain of passes (16 vector registers: the passes were
+    faster). Elsewhere the formula takes the plain stages: float64 on AVX-512, where in cache
+    (Intel Xeon) the split stages, a table never in use, took 1.1-2x the plain ones' time
+    (tanh 2.04 against 1.15 ns an element, gelu 5.03 against 3.07, tanhshrink' 3.12 against
+    1.62), and tanh' without AVX-512 (0.82 against 0.75, float32 compiled for a Zen 3)."""
     from . import _vmath as vm
 
     split = getattr(fn, "split", None)
     name = fn.__name__
+
+    def plain_prepare(x, P, *p):
+        copy_block(x, P)
+
+    def plain_finish(x, P, *p):
+        vm._inline_me()  # (a call per element would not vectorize)
+        return fn(P, *p)
+
+    plain_prepare = njit(**_OPTIONS)(unique_name(plain_prepare, f"{name}_plain_prepare"))
+    plain_finish = njit(**_OPTIONS)(unique_name(plain_finish, f"{name}_plain_finish"))
     if split is None:
+        return plain_prepare, plain_finish, _NEVER
+    split_prepare, split_finish = _split_stages(fn, split)
+    in_use = _PASSES_SERVE if hasattr(split.far, "passes") else _TABLES_SERVE
+
+    # The choice is made when the kernel is typed, so only the stages in use are compiled.
+    def prepare(x, P, *p):
+        raise NotImplementedError("compiled only")
+
+    def finish(x, P, *p):
+        raise NotImplementedError("compiled only")
+
+    def impl(split_stage, plain_stage, label):
+        def choose(x, P, *p):
+            chosen = split_stage if in_use.test(x) else plain_stage
+
+            def stage(x, P, *p):
+                vm._inline_me()
+                return chosen(x, P, *p)
+
+            return unique_name(stage, f"{name}_{label}_{'split' if in_use.test(x) else 'plain'}")
+
+        return unique_name(choose, f"{name}_{label}_choice")
+
+    overload(prepare, jit_options=_OPTIONS)(impl(split_prepare, plain_prepare, "prepare"))
+    overload(finish, jit_options=_OPTIONS)(impl(split_finish, plain_finish, "finish"))
+    return prepare, finish, in_use
+
+
+def _split_stages(fn, split):
+    """``(prepare, finish)`` of the split stages of ``fn`` (``_stages``)."""
+    from . import _vmath as vm
+
+    name = fn.__name__
+    from . import _piecewise
+
+    finish, arg, near = split.finish, split.arg, split.near or vm.near
+    # without AVX-512 no element is ever near: the table's loop is never run, and not
+    # compiled either (its scalar lookups took 0.8-1.4 s per formula and process)
+    table = _piecewise.block_eval(split.table, BLOCK) if split.table.avx512 else _no_table
+    far = _far_block(split.far, near, name)
+
+    def from_u(u, x, P, some, every, *p):
+        vm._inline_me()
+        if some:
+            table(u, P)
+        if not every:
+            far(u, x, P, *p)
+
+    from_u = njit(**_OPTIONS)(unique_name(from_u, f"{name}_from_u"))
+    if arg is None:  # u = x: the table reads the block itself (gelu 4-6% faster in cache)
 
         def prepare(x, P, *p):
-            copy_block(x, P)
-
-        def finish(x, P, *p):
-            vm._inline_me()  # (a call per element would not vectorize)
-            return fn(P, *p)
-
-        finish = njit(**_OPTIONS)(unique_name(finish, f"{name}_finish"))
-    else:
-        from . import _piecewise
-
-        finish, arg, near = split.finish, split.arg, split.near or vm.near
-        # without AVX-512 no element is ever near: the table's loop is never run, and not
-        # compiled either (its scalar lookups took 0.8-1.4 s per formula and process)
-        table = _piecewise.block_eval(split.table, BLOCK) if split.table.avx512 else _no_table
-        far = _far_block(split.far, near, name)
-
-        def from_u(u, x, P, some, every, *p):
             vm._inline_me()
-            if some:
-                table(u, P)
-            if not every:
-                far(u, x, P, *p)
+            wide_vectors()
+            some, every = False, True
+            for i in range(BLOCK):
+                inside = near(x[i])
+                some |= inside
+                every &= inside
+            from_u(x, x, P, some, every, *p)
 
-        from_u = njit(**_OPTIONS)(unique_name(from_u, f"{name}_from_u"))
-        if arg is None:  # u = x: the table reads the block itself (gelu 4-6% faster in cache)
+    else:
+        # The near test in the loop that computes u: as a loop of its own over the
+        # buffer, LLVM forwarded u's 512-bit values into a 256-bit loop and took |u| of
+        # their upper halves through general registers. x through a copy X on the stack:
+        # passed with a second buffer, the block of x kept an atomic increment of its
+        # array's reference count (NRT_incref) in every block, which the two threads of
+        # a parallel loop contend for. Float32 softplus (the one split with an arg), in
+        # cache 0.86 to 0.51 ns an element; on 10^8 with 2 threads 2.31x to 1.31x the
+        # floor (Intel Xeon, AVX-512).
 
-            def prepare(x, P, *p):
-                vm._inline_me()
-                wide_vectors()
-                some, every = False, True
-                for i in range(BLOCK):
-                    inside = near(x[i])
-                    some |= inside
-                    every &= inside
-                from_u(x, x, P, some, every, *p)
-
-        else:
-            # The near test in the loop that computes u: as a loop of its own over the
-            # buffer, LLVM forwarded u's 512-bit values into a 256-bit loop and took |u| of
-            # their upper halves through general registers. x through a copy X on the stack:
-            # passed with a second buffer, the block of x kept an atomic increment of its
-            # array's reference count (NRT_incref) in every block, which the two threads of
-            # a parallel loop contend for. Float32 softplus (the one split with an arg), in
-            # cache 0.86 to 0.51 ns an element; on 10^8 with 2 threads 2.31x to 1.31x the
-            # floor (Intel Xeon, AVX-512).
-
-            def prepare(x, P, *p):
-                vm._inline_me()
-                wide_vectors()
-                u = block_buffer(x)
-                X = block_buffer(x)
-                some, every = False, True
-                for i in range(BLOCK):
-                    X[i] = x[i]
-                    v = arg(x[i], *p)
-                    u[i] = v
-                    inside = near(v)
-                    some |= inside
-                    every &= inside
-                from_u(u, X, P, some, every, *p)
+        def prepare(x, P, *p):
+            vm._inline_me()
+            wide_vectors()
+            u = block_buffer(x)
+            X = block_buffer(x)
+            some, every = False, True
+            for i in range(BLOCK):
+                X[i] = x[i]
+                v = arg(x[i], *p)
+                u[i] = v
+                inside = near(v)
+                some |= inside
+                every &= inside
+            from_u(u, X, P, some, every, *p)
 
     return njit(**_OPTIONS)(unique_name(prepare, f"{name}_prepare")), finish
 
@@ -603,11 +684,58 @@ def _middle_passes(chain, name: str):
     return njit(**_OPTIONS)(unique_name(run, f"{name}_pass{len(chain)}"))
 
 
-@njit(**_OPTIONS)
-def _partial_overlap(a, b):
-    """Whether C-contiguous a and b share memory without starting at the same address."""
-    pa, pb = a.ctypes.data, b.ctypes.data
-    return pa != pb and pa < pb + b.size * b.itemsize and pb < pa + a.size * a.itemsize
+def _data_span(context, builder, ty, value):
+    """(first byte, one past the last) of 1-D C-contiguous array ``value``, as i64."""
+    i64 = ir.IntType(64)
+    ary = context.make_array(ty)(context, builder, value=value)
+    start = builder.ptrtoint(ary.data, i64)
+    (n,) = cgutils.unpack_tuple(builder, ary.shape, 1)
+    item = context.get_abi_sizeof(context.get_data_type(ty.dtype))
+    return start, builder.add(start, builder.mul(n, i64(item)))
+
+
+
+
+# The two alias tests of the kernels compare the arrays' data pointers as integers in
+# registers. Through ``a.ctypes.data`` (an object holding a reference to the array) a flat
+# kernel took 7 atomic reference increments and 10 decrements per call, and compared the
+# addresses as float64 (an unsigned pointer against a signed size): 0.05 µs of a 0.1 µs call
+# of float32 relu' on 64 elements, in a loop of calls from compiled code.
+
+
+@intrinsic
+def same_data(typingctx, a, b):
+    """Whether arrays a and b start at the same address (``a.ctypes.data == b.ctypes.data``
+    without the ctypes objects)."""
+    if not all(isinstance(t, numba.types.Array) for t in (a, b)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        pa, pb = (
+            builder.ptrtoint(context.make_array(t)(context, builder, value=v).data,
+                             ir.IntType(64))
+            for t, v in zip(signature.args, args)
+        )
+        return builder.icmp_unsigned("==", pa, pb)
+
+    return numba.types.boolean(a, b), codegen
+
+
+@intrinsic
+def _partial_overlap(typingctx, a, b):
+    """Whether 1-D C-contiguous a and b share memory without starting at the same address."""
+    if not all(isinstance(t, numba.types.Array) and t.ndim == 1 for t in (a, b)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        (pa, ea), (pb, eb) = (
+            _data_span(context, builder, t, v) for t, v in zip(signature.args, args)
+        )
+        apart = builder.icmp_unsigned("!=", pa, pb)
+        meet = builder.and_(builder.icmp_unsigned("<", pa, eb), builder.icmp_unsigned("<", pb, ea))
+        return builder.and_(apart, meet)
+
+    return numba.types.boolean(a, b), codegen
 
 
 @functools.cache
@@ -617,7 +745,7 @@ def flat_kernel(fn, nin: int, parallel: bool):
     element (the caller then copies the input), a check that costs nothing next to NumPy's
     ``may_share_memory`` (0.2 µs a call)."""
     tail = _last_block(fn, nin)
-    prepare, finish = _stages(fn)
+    prepare, finish, split_in_use = _stages(fn)
     if nin == 1:
 
         def kernel(x, out, *p):
@@ -645,7 +773,6 @@ def flat_kernel(fn, nin: int, parallel: bool):
         # relu' 0.14 against 0.16 ns per element, sigmoid' 0.41 against 0.48. A table
         # formula is faster the direct way (gelu' 0.44 against 0.79). (The two bodies as one
         # njit helper called per block measured slower again: relu' 0.18, sigmoid' 0.85.)
-        direct = getattr(fn, "split", None) is not None
 
         def kernel(g, x, out, *p):
             if _partial_overlap(out, x) or _partial_overlap(out, g):
@@ -661,7 +788,7 @@ def flat_kernel(fn, nin: int, parallel: bool):
                 gb, xb, ob = g[lo:hi], x[lo:hi], out[lo:hi]
                 P = block_buffer(x)
                 prepare(xb, P, *p)
-                if direct:  # (a constant: Numba compiles one branch)
+                if split_in_use(xb):  # (a constant for the dtype)
                     for j in range(BLOCK):
                         ob[j] = gb[j] * finish(xb[j], P[j], *p)
                 else:
@@ -728,7 +855,7 @@ def inplace_kernel(fn, nin: int, parallel: bool):
     from . import _vmath as vm
 
     tail = _last_block(fn, nin)
-    prepare, finish = _stages(fn)
+    prepare, finish, _ = _stages(fn)
     if nin == 1:
         # Where f(x) is x for some x (relu, leaky_relu for x > 0), LLVM drops the store of the
         # unchanged value, and the rest becomes a masked store. Without AVX-512 that is

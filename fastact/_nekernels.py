@@ -24,7 +24,7 @@ from numba.extending import overload
 
 from . import _formulas as F
 from . import _vmath as vm
-from ._cpu import jit_kernel, unique_name, wide_vectors
+from ._cpu import jit_kernel, same_data, unique_name, wide_vectors
 
 # Reductions may be reassociated (they become SIMD partial sums; the order is still fixed
 # by the code and the shape). Elementwise work keeps fastact's flags.
@@ -135,7 +135,7 @@ def _exp_into(x, m, out):
     gets its own one-array loop: LLVM's runtime alias check would send an x that *is* out
     to the scalar fallback."""
     wide_vectors()
-    if x.ctypes.data == out.ctypes.data:
+    if same_data(x, out):
         for i in range(out.size):
             out[i] = vm.exp_neg(out[i] - m)
     else:
@@ -167,7 +167,7 @@ def _pass_with_next_max(op, plain_pass, name: str):
             wide_vectors()
             b = nxt.view(it)
             km = low
-            if x.ctypes.data == out.ctypes.data:  # in place: one array, no alias check
+            if same_data(x, out):  # in place: one array, no alias check
                 for i in range(out.size):
                     out[i] = op(out[i], m, c)
                     k = _order_key(b[i], sh, mask)
@@ -206,7 +206,7 @@ def _scale(a, r):
 def _shift(x, m, c, out):
     """out[i] = (x[i] - m) - c (m + c would round away c next to a huge m)."""
     wide_vectors()
-    if x.ctypes.data == out.ctypes.data:
+    if same_data(x, out):
         for i in range(out.size):
             out[i] = (out[i] - m) - c
     else:

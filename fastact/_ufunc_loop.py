@@ -37,6 +37,7 @@ from numba.core.ccallback import CFunc
 from numba.extending import intrinsic
 
 from . import _cpu
+from ._cpu import same_data
 
 AVAILABLE = platform.machine().lower() in ("x86_64", "amd64")
 
@@ -132,7 +133,7 @@ def _loop(nin: int, dtype: np.dtype, params: tuple, signatures: tuple):
             done = False
             if steps[0] == item and steps[1] == item:
                 x, out = carray(args[0], (n,), dt), carray(args[1], (n,), dt)
-                if x.ctypes.data == out.ctypes.data:
+                if same_data(x, out):
                     done = inplace(data, 1, (x,), P)
                 else:  # (False: out overlaps x, behind it, which NumPy does not copy)
                     done = flat(data, 0, (x, out), P)
@@ -158,7 +159,7 @@ def _loop(nin: int, dtype: np.dtype, params: tuple, signatures: tuple):
             if steps[0] == item and steps[1] == item and steps[2] == item:
                 g, x = carray(args[0], (n,), dt), carray(args[1], (n,), dt)
                 out = carray(args[2], (n,), dt)
-                if g.ctypes.data == out.ctypes.data:
+                if same_data(g, out):
                     done = inplace(data, 1, (g, x), P)
                 else:
                     done = flat(data, 0, (g, x, out), P)
