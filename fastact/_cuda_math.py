@@ -317,6 +317,14 @@ def tanh2_near(a):
 
 
 @device
+def sech2_near(a):
+    """sech²a = 4t/(1+t)², t = e^-2a."""
+    T = type(a)
+    t = exp(T(-2) * a)
+    return T(4) * t / ((T(1) + t) * (T(1) + t))
+
+
+@device
 def tanh_table(a):
     """tanh a."""
     return tanh(a)

@@ -114,6 +114,12 @@ def _sq2(hi, lo):
     return vm.fma(hi, hi, type(hi)(2) * hi * lo)
 
 
+@scalar
+def _the_part(x, P):
+    """The finish of a split whose table part and far part are each the whole value."""
+    return P
+
+
 # --------------------------------------------------------------------- sigmoid
 @scalar
 def sigmoid(x):
@@ -177,12 +183,21 @@ tanh.split = Split(vm.TANH, _tanh_far, _tanh_finish, near=vm.tabled)
 
 
 @scalar
-def tanh_grad(x):
+def _tanh_grad_far(x):
     """1 - tanh² = 4t/(1+t)², t = e^-2|x| (no cancellation where tanh rounds to ±1)."""
     T = type(x)
     t = vm.exp_neg(T(-2) * abs(x))
     hi, lo = _one_plus(t)
     return T(4) * t / _sq2(hi, lo)
+
+
+@scalar
+def tanh_grad(x):
+    """1 - tanh²x = sech²x: from a table near 0 (float32 with AVX-512), else 4t/(1+t)²."""
+    return vm.sech2_near(abs(x)) if vm.near(x) else _tanh_grad_far(x)
+
+
+tanh_grad.split = Split(vm.SECH2, _tanh_grad_far, _the_part)
 
 
 @scalar
@@ -623,12 +638,6 @@ def _mish_grad_far(x):
     off in float32, at -6.57 and -0.17.) One division, r = 1/D: z = num·r², and (t+2)/D
     from (t+2)·r and one FMA residual step."""
     return _mish_grad_scaled(x, _exp_kept_low(x))
-
-
-@scalar
-def _the_part(x, P):
-    """The finish of a split whose table part and far part are each the whole value."""
-    return P
 
 
 @scalar

@@ -1155,6 +1155,7 @@ LOG1PEXP = _piecewise.Table("log1pexp", _piecewise.LOG1PEXP_ROWS, fma, _AVX512)
 XMTANH3 = _piecewise.Table("xmtanh3", _piecewise.XMTANH3_ROWS, fma, _AVX512)
 SILUQ = _piecewise.Table("siluq", _piecewise.SILUQ_ROWS, fma, _AVX512)
 TANH2 = _piecewise.Table("tanh2", _piecewise.TANH2_ROWS, fma, _AVX512)
+SECH2 = _piecewise.Table("sech2", _piecewise.SECH2_ROWS, fma, _AVX512)
 TANH = _piecewise.Table("tanh", _piecewise.TANH_ROWS, fma, _AVX512, top=9.125)
 MISHD = _piecewise.Table("mishd", _piecewise.MISHD_ROWS, fma, _AVX512, signed=True)
 
@@ -1207,6 +1208,11 @@ def tanh2_near(a):
     return type(a)((math.tanh(u) / u) ** 2 if u else 1.0)
 
 
+def sech2_near(a):
+    """sech²a = 1 - tanh²a for 0 <= a < NEAR, from ``SECH2``."""
+    return type(a)(1.0 / math.cosh(float(a)) ** 2)
+
+
 def tanh_table(a):
     """tanh a for every a >= 0 (float32), from ``TANH``, which covers them all."""
     return type(a)(math.tanh(float(a)))
@@ -1233,5 +1239,6 @@ overload(log1pexp_near, jit_options=_JIT, inline="always")(lambda a: LOG1PEXP.sc
 overload(xmtanh3_near, jit_options=_JIT, inline="always")(lambda a: XMTANH3.scalar)
 overload(siluq_near, jit_options=_JIT, inline="always")(lambda a: SILUQ.scalar)
 overload(tanh2_near, jit_options=_JIT, inline="always")(lambda a: TANH2.scalar)
+overload(sech2_near, jit_options=_JIT, inline="always")(lambda a: SECH2.scalar)
 overload(tanh_table, jit_options=_JIT, inline="always")(lambda a: TANH.scalar)
 overload(mishd_near, jit_options=_JIT, inline="always")(lambda x: MISHD.scalar)

@@ -177,6 +177,7 @@ PIECEWISE = {
     "siluq": lambda a: (1 - a / (1 + mp.exp(-a))) / (1 + mp.exp(a)),
     # tanh²(a)/a²: tanhshrink''s (1 at 0); relative
     "tanh2": lambda a: (mp.tanh(a) / a) ** 2 if a else mp.mpf(1),
+    "sech2": lambda a: 1 / mp.cosh(a) ** 2,  # sech²a = 1 - tanh²a: tanh's; relative
     "tanh": mp.tanh,  # tanh a: tanh's (0 at 0); relative; its last piece runs to TOPS
 }
 # Tables that cover every a >= 0: the last piece runs to this top (``_piecewise.Table``).

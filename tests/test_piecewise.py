@@ -3,14 +3,15 @@
 - Each table is accurate on [0, 7.875): xphi (a·Φ(-a)) within 2.5 ULP; phid
   (Φ(-a) - aφ(a)) within 2.5 ULP too, except around its zero at a = 0.75, where SPEC §4's
   4 eps absolute applies (0.13 eps measured); log1pexp (log(1 + e^-a)) within 1.5 ULP;
-  xmtanh3 ((a - tanh a)/a³) within 1.5 ULP; tanh2 (tanh²(a)/a²) within 1.5 ULP; tanh
+  xmtanh3 ((a - tanh a)/a³) within 1.5 ULP; tanh2 (tanh²(a)/a²) within 1.5 ULP; sech2
+  (sech²a = 1 - tanh²a) within 2 ULP (1.77 measured); tanh
   within 2 ULP (1.9 at the start of piece 1, where the first two terms cancel) on every
   a >= 0 (its table runs to 9.125 and holds 1 beyond), NaN giving NaN; siluq
   (silu'(-a)) within 2.5 ULP, 4 eps absolute around its zero at a = 1.28. The signed
   table mishd (mish'(x), pieces of width 1/2) on (-7.875, 7.875) within 2 ULP (1.55
   measured), 4 eps absolute around its zero at x = -1.19 (0.29 eps measured).
 - The block evaluation (vpermt2ps on AVX-512, else a loop) gives the scalar one's bits.
-- A formula with a table (tanh, gelu, gelu', softplus, log_sigmoid, tanhshrink,
+- A formula with a table (tanh, tanh', gelu, gelu', softplus, log_sigmoid, tanhshrink,
   tanhshrink', silu', mish') gives every element the same value whatever the rest of its
   block holds: a block with a value beyond the tables (or NaN) takes the general path for
   all its elements, the same arithmetic element by element.
@@ -55,6 +56,7 @@ def _scalar_all(a):
     q = np.empty_like(a)
     s = np.empty_like(a)
     t = np.empty_like(a)
+    h = np.empty_like(a)
     for i in range(a.size):
         p[i] = vm.xphi_near(a[i])
         u[i] = vm.phid_near(a[i])
@@ -63,7 +65,8 @@ def _scalar_all(a):
         q[i] = vm.siluq_near(a[i])
         s[i] = vm.tanh2_near(a[i])
         t[i] = vm.tanh_table(a[i])
-    return p, u, v, w, q, s, t
+        h[i] = vm.sech2_near(a[i])
+    return p, u, v, w, q, s, t, h
 
 
 @njit(error_model="numpy", fastmath={"contract"})
@@ -89,7 +92,7 @@ def test_signed_table_accuracy():
 
 def test_tables_accuracy():
     a = _points()
-    p, u, v, w, q, s, t = _scalar_all(a)
+    p, u, v, w, q, s, t, h = _scalar_all(a)
     ad = a.astype(np.float64)
     upper = 0.5 * sc.erfc(ad / np.sqrt(2))
     err = ulp32(p, ad * upper)
@@ -115,6 +118,8 @@ def test_tables_accuracy():
     assert err.max() <= 1.5, a[np.argmax(err)]
     err = ulp32(t, np.tanh(ad))
     assert err.max() <= 2, a[np.argmax(err)]
+    err = ulp32(h, 1 / np.cosh(ad) ** 2)
+    assert err.max() <= 2, a[np.argmax(err)]
 
 
 def test_full_range_table_covers_every_float32():
@@ -126,7 +131,7 @@ def test_full_range_table_covers_every_float32():
                       np.nan], np.float32)
     a = np.concatenate([beyond, edges])
     a = np.concatenate([a, np.zeros(-a.size % 64, np.float32)])
-    t = _scalar_all(a)[-1]
+    t = _scalar_all(a)[_TABLES.index("TANH")]
     ok = ~np.isnan(a)
     err = ulp32(t[ok], np.tanh(a[ok].astype(np.float64)))
     assert err.max() <= 1, a[ok][np.argmax(err)]
@@ -147,7 +152,7 @@ def _blocks(table):
     return run
 
 
-_TABLES = ["XPHI", "PHID", "LOG1PEXP", "XMTANH3", "SILUQ", "TANH2", "TANH"]
+_TABLES = ["XPHI", "PHID", "LOG1PEXP", "XMTANH3", "SILUQ", "TANH2", "TANH", "SECH2"]
 
 
 @pytest.mark.parametrize("name", _TABLES + ["MISHD"])
@@ -179,6 +184,8 @@ def test_float64_block_evaluation_does_nothing():
 
 _SPLIT = [
     ("tanh", lambda x, t, out=None: fastact.tanh(x, target=t, out=out)),
+    ("tanh_backward", lambda x, t, out=None: fastact.tanh_backward(
+        np.full_like(x, 0.75), x, target=t, out=out)),
     ("gelu", lambda x, t, out=None: fastact.gelu(x, target=t, out=out)),
     ("gelu_grad", lambda x, t, out=None: fastact.gelu_grad(x, target=t, out=out)),
     ("gelu_backward", lambda x, t, out=None: fastact.gelu_backward(
