@@ -233,43 +233,41 @@ def _make(act: Activation, kind: str):
         return x
 
     def backward(grad, x=None, *, y=None, out=None, target="auto", stream=None, **kw):
-        if (
-            type(grad) is _NDARRAY
-            and type(x) is _NDARRAY
-            and y is None
-            and not kw
-            and stream is None
-            and (dt := x.dtype) is grad.dtype
-        ):
-            if out is grad:  # in place: the result has grad's shape (x broadcasts to it)
-                if target == "auto" and grad.size < limit or target == "cpu":
-                    uf = ufuncs.f32 if dt is _F32 else ufuncs.f64 if dt is _F64 else None
+        # (the cheap tests first, each condition tested once; into a new array, the commonest
+        # small call, first: about 0.04 µs less than testing for out=grad first)
+        if type(x) is _NDARRAY is type(grad) and y is None and stream is None and not kw:
+            dt = x.dtype
+            if grad.dtype is dt:
+                uf = ufuncs.f32 if dt is _F32 else ufuncs.f64 if dt is _F64 else None
+                if out is not grad:
+                    # (sizes, not shapes: comparing two shape tuples cost 0.12 µs a call;
+                    # broadcasting to a larger size takes the general path)
+                    n = x.size
+                    if n == grad.size and (n < limit and target == "auto" or target == "cpu"):
+                        if uf is None:
+                            uf = ufuncs.warm(dt)
+                        if uf is not None:
+                            if out is None:
+                                try:
+                                    res = uf(grad, x)
+                                except ValueError:  # shapes of one size that do not broadcast
+                                    pass
+                                else:
+                                    if res.size == n or target == "cpu":  # (else an outer
+                                        return res  # product: the general path picks threads)
+                            elif type(out) is _NDARRAY and out.shape == x.shape:
+                                try:
+                                    return uf(grad, x, out)
+                                except (TypeError, ValueError):
+                                    pass
+                elif grad.size < limit and target == "auto" or target == "cpu":
+                    # in place: the result has grad's shape (x broadcasts to it)
                     if uf is None:
                         uf = ufuncs.warm(dt)
                     if uf is not None:
                         try:
                             return uf(grad, x, grad)
                         except ValueError:  # read-only; x does not broadcast to grad
-                            pass
-            elif grad.size == (n := x.size) and (target == "auto" and n < limit or target == "cpu"):
-                # (sizes, not shapes: comparing two shape tuples cost 0.12 µs a call;
-                # broadcasting to a larger size takes the general path)
-                uf = ufuncs.f32 if dt is _F32 else ufuncs.f64 if dt is _F64 else None
-                if uf is None:
-                    uf = ufuncs.warm(dt)
-                if uf is not None:
-                    if out is None:
-                        try:
-                            res = uf(grad, x)
-                        except ValueError:  # shapes of one size that do not broadcast
-                            pass
-                        else:
-                            if target == "cpu" or res.size == n:  # (else an outer
-                                return res  # product: the general path picks the threads)
-                    if type(out) is _NDARRAY and out.shape == x.shape:
-                        try:
-                            return uf(grad, x, out)
-                        except (TypeError, ValueError):
                             pass
         D.check_target(target)
         if (x is None) == (y is None):
