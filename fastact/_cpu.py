@@ -552,13 +552,14 @@ def _stages(fn):
 
     def impl(split_stage, plain_stage, label):
         def choose(x, P, *p):
-            chosen = split_stage if in_use.test(x) else plain_stage
+            split_here = in_use.test(x)
+            chosen = split_stage if split_here else plain_stage
 
             def stage(x, P, *p):
                 vm._inline_me()
                 return chosen(x, P, *p)
 
-            return unique_name(stage, f"{name}_{label}_{'split' if in_use.test(x) else 'plain'}")
+            return unique_name(stage, f"{name}_{label}_{'split' if split_here else 'plain'}")
 
         return unique_name(choose, f"{name}_{label}_choice")
 
@@ -569,11 +570,10 @@ def _stages(fn):
 
 def _split_stages(fn, split):
     """``(prepare, finish)`` of the split stages of ``fn`` (``_stages``)."""
+    from . import _piecewise
     from . import _vmath as vm
 
     name = fn.__name__
-    from . import _piecewise
-
     finish, arg, near = split.finish, split.arg, split.near or vm.near
     # without AVX-512 no element is ever near: the table's loop is never run, and not
     # compiled either (its scalar lookups took 0.8-1.4 s per formula and process)
@@ -684,6 +684,13 @@ def _middle_passes(chain, name: str):
     return njit(**_OPTIONS)(unique_name(run, f"{name}_pass{len(chain)}"))
 
 
+# The two alias tests of the kernels compare the arrays' data pointers as integers in
+# registers. Through ``a.ctypes.data`` (an object holding a reference to the array) a flat
+# kernel took 7 atomic reference increments and 10 decrements per call, and compared the
+# addresses as float64 (an unsigned pointer against a signed size): 0.05 µs of a 0.1 µs call
+# of float32 relu' on 64 elements, in a loop of calls from compiled code.
+
+
 def _data_span(context, builder, ty, value):
     """(first byte, one past the last) of 1-D C-contiguous array ``value``, as i64."""
     i64 = ir.IntType(64)
@@ -693,14 +700,6 @@ def _data_span(context, builder, ty, value):
     item = context.get_abi_sizeof(context.get_data_type(ty.dtype))
     return start, builder.add(start, builder.mul(n, i64(item)))
 
-
-
-
-# The two alias tests of the kernels compare the arrays' data pointers as integers in
-# registers. Through ``a.ctypes.data`` (an object holding a reference to the array) a flat
-# kernel took 7 atomic reference increments and 10 decrements per call, and compared the
-# addresses as float64 (an unsigned pointer against a signed size): 0.05 µs of a 0.1 µs call
-# of float32 relu' on 64 elements, in a loop of calls from compiled code.
 
 
 @intrinsic
@@ -771,8 +770,9 @@ def flat_kernel(fn, nin: int, parallel: bool):
         # copy. Measured in cache against writing out from gb·P directly (why the direct form
         # is slower is not established; out may alias g and x, the buffer cannot): float32
         # relu' 0.14 against 0.16 ns per element, sigmoid' 0.41 against 0.48. A table
-        # formula is faster the direct way (gelu' 0.44 against 0.79). (The two bodies as one
-        # njit helper called per block measured slower again: relu' 0.18, sigmoid' 0.85.)
+        # formula is faster the direct way (gelu' 0.44 against 0.79): where its split stages
+        # serve the dtype (``split_in_use``). (The two bodies as one njit helper called per
+        # block measured slower again: relu' 0.18, sigmoid' 0.85.)
 
         def kernel(g, x, out, *p):
             if _partial_overlap(out, x) or _partial_overlap(out, g):
