@@ -532,9 +532,19 @@ def _stages(fn):
     def plain_prepare(x, P, *p):
         copy_block(x, P)
 
-    def plain_finish(x, P, *p):
-        vm._inline_me()  # (a call per element would not vectorize)
-        return fn(P, *p)
+    if split is None:
+
+        def plain_finish(x, P, *p):
+            vm._inline_me()  # (a call per element would not vectorize)
+            return fn(P, *p)
+
+    else:  # where the plain stages serve a split formula its table is not in use: fn is
+        # finish(x, far(x)), written so (typing fn's table branch, dead there, cost 0.5 s)
+        far_part, finish_part = split.far, split.finish
+
+        def plain_finish(x, P, *p):
+            vm._inline_me()
+            return finish_part(P, far_part(P, *p), *p)
 
     plain_prepare = njit(**_OPTIONS)(unique_name(plain_prepare, f"{name}_plain_prepare"))
     plain_finish = njit(**_OPTIONS)(unique_name(plain_finish, f"{name}_plain_finish"))
