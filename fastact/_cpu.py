@@ -21,12 +21,13 @@ import threading
 
 import numba
 import numpy as np
-from llvmlite import binding as llvm_binding
 from llvmlite import ir
 from numba import njit, prange, vectorize
 from numba.core import cgutils
 from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.extending import intrinsic, overload
+
+from . import _vmath
 
 _OPTIONS = {"error_model": "numpy", "fastmath": {"contract"}, "nogil": True}
 
@@ -38,8 +39,6 @@ def source_stamp() -> str:
     Numba's own cache only notices changes in the file of the cached function; formulas and
     the math layer live in other files, so their text is part of every cache key.
     """
-    from . import _vmath
-
     h = hashlib.sha256(f"{numba.__version__} scalef={_vmath._SCALEF}".encode())
     here = pathlib.Path(__file__).parent
     for name in ("_formulas.py", "_vmath.py", "_piecewise.py", "_cpu.py", "_ufunc_loop.py"):
@@ -241,8 +240,8 @@ def wide_vectors(typingctx):
 # kernels with and without, interleaved, ran forward in the same time and backward 0-9%
 # faster without (relu 27.1 against 29.6 ms, hardsigmoid 22.8 against 25.0, gelu 24.2
 # against 25.9). Kernels cached on disk are keyed by the CPU, so each gets its own.
-_HOST_CPU = llvm_binding.get_host_cpu_name()
-ZEN = _HOST_CPU.startswith("znver")  # (an AMD Zen: LLVM tunes for it by this name)
+_HOST_CPU = _vmath._HOST_CPU
+ZEN = _vmath.ZEN
 PREFETCH_FORWARD = () if ZEN else ((4096, 2), (512, 3))
 PREFETCH_BACKWARD = () if ZEN else ((4096, 3),)
 _LINE = 64
@@ -476,10 +475,10 @@ def _tables_serve(ty) -> bool:
 
 def _passes_serve(ty) -> bool:
     """Whether a ``Split`` whose far part is a chain of passes is computed split for ``ty``:
-    where its table is in use, and for every dtype without AVX-512."""
+    where its table is in use, and for every dtype without AVX-512 or on AMD Zen."""
     from . import _vmath as vm
 
-    return not vm._AVX512 or _tables_serve(ty)
+    return not vm._AVX512 or vm.ZEN or _tables_serve(ty)
 
 
 def _predicate(test, name: str):
@@ -518,12 +517,17 @@ def _stages(fn):
     on 10^8 float32 with 2 threads sigmoid' went from 1.47x to 0.99x its floor, softplus'
     from 1.65x to 1.08x.
 
-    A split serves float32 where the tables exist (AVX-512), and, where they do not (AVX2),
-    a formula whose far part is a chain of passes (16 vector registers: the passes were
-    faster). Elsewhere the formula takes the plain stages: float64 on AVX-512, where in cache
-    (Intel Xeon) the split stages, a table never in use, took 1.1-2x the plain ones' time
-    (tanh 2.04 against 1.15 ns an element, gelu 5.03 against 3.07, tanhshrink' 3.12 against
-    1.62), and tanh' without AVX-512 (0.82 against 0.75, float32 compiled for a Zen 3)."""
+    A split serves float32 where the tables exist (AVX-512), and, where they do not (AVX2)
+    or on AMD Zen, a formula whose far part is a chain of passes (16 vector registers: the
+    passes were faster). Elsewhere the formula takes the plain stages: float64 on Intel's
+    AVX-512, where in cache (a Xeon) the split stages, a table never in use, took 1.1-2x the
+    plain ones' time (tanh 2.04 against 1.15 ns an element, gelu 5.03 against 3.07,
+    tanhshrink' 3.12 against 1.62), and tanh' without its table (0.82 against 0.75, float32
+    compiled for a Zen 3). On a Zen 4 the passes won for float64 (in cache, ns an element,
+    plain against split: softplus 3.14 against 1.83, log-sigmoid 2.62 against 1.72, mish'
+    2.21 against 1.84, silu' 1.66 against 1.38, tanh 0.89 against 0.82) but for gelu (2.73
+    against 2.92), gelu' (3.71 against 3.92), tanhshrink (1.60 against 1.78) and tanhshrink'
+    (1.70 against 1.83), which take them too: one rule per CPU."""
     from . import _vmath as vm
 
     split = getattr(fn, "split", None)
@@ -551,7 +555,10 @@ def _stages(fn):
     if split is None:
         return plain_prepare, plain_finish, _NEVER
     split_prepare, split_finish = _split_stages(fn, split)
-    in_use = _PASSES_SERVE if hasattr(split.far, "passes") else _TABLES_SERVE
+    if hasattr(split.far, "passes"):
+        in_use = _PASSES_SERVE
+    else:  # (a table that the kernels do not take: the far part is the formula)
+        in_use = _TABLES_SERVE if split.table.avx512 else _NEVER
 
     # The choice is made when the kernel is typed, so only the stages in use are compiled.
     def prepare(x, P, *p):

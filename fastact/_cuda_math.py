@@ -270,6 +270,9 @@ def near(x):
     return False
 
 
+near_sech2 = near
+
+
 @device
 def tabled(x):
     """False: no tables on the GPU."""

@@ -193,11 +193,12 @@ def _tanh_grad_far(x):
 
 @scalar
 def tanh_grad(x):
-    """1 - tanh²x = sech²x: from a table near 0 (float32 with AVX-512), else 4t/(1+t)²."""
-    return vm.sech2_near(abs(x)) if vm.near(x) else _tanh_grad_far(x)
+    """1 - tanh²x = sech²x: from a table near 0 (float32 with AVX-512, Intel), else
+    4t/(1+t)²."""
+    return vm.sech2_near(abs(x)) if vm.near_sech2(x) else _tanh_grad_far(x)
 
 
-tanh_grad.split = Split(vm.SECH2, _tanh_grad_far, _the_part)
+tanh_grad.split = Split(vm.SECH2, _tanh_grad_far, _the_part, near=vm.near_sech2)
 
 
 @scalar
