@@ -15,59 +15,61 @@ from . import _cpu, _vmath
 TARGETS = ("auto", "cpu", "parallel", "cuda")
 
 # Sizes from which target="auto" runs the parallel loop, by family and pass: the crossovers
-# of the serial SIMD and prange loops on 2 cores (omp), float32 in place, measured by the
-# method of scripts/call_overhead.py (a block of calls per target, so the pool's wake-up
-# counts) at sizes 2^(k/2). Forward: mish, tanhshrink 8-10 K; sigmoid, gelu, elu 13-15 K;
-# softsign, hardsigmoid 45-58 K; relu, hardshrink 100-120 K, and softshrink since it is a
-# clamp and a subtraction (on 2 threads 1.5-1.9x slower at 65-92 K). Backward (three arrays,
-# so the parallel loop pays off sooner where memory dominates): mish, tanhshrink 7-10 K;
-# gelu, sigmoid, elu 11-16 K; softsign, hardsigmoid 40-45 K; relu, hardshrink, softshrink
-# 45-65 K. Runs differ
-# by a factor of about 1.3 near a crossover. Since the small-call ufunc (a one-thread call
-# 0.3 µs cheaper), two runs put mish and tanhshrink at 8-20 K forward and 8-15.5 K backward
-# (tanhshrink' the highest): "heavy" is 12 K for both passes. At 8 K, "auto" ran
-# tanhshrink' at 10^4 1.17-1.51x slower than one thread; at 12 K, 1.01-1.04x, and every cell
-# of call_overhead.py where "auto" and the better target run different code was within 1.10.
-# (All on an AMD Zen 4, with AVX-512.)
+# of the serial SIMD and prange loops on 2 cores (omp), float32 in place, that
+# scripts/crossover.py measures (a block of calls per target on copies that the caller has
+# just written, so the pool's wake-up counts, and the other thread's half comes from the
+# caller's cache), at sizes 2^(k/2). The families are seven, per pass (the registry's
+# fine_family where it has one). On an AMD Zen 4 with AVX-512 (2 vCPUs of a VM), two runs:
+# forward, gelu 16 K ("heaviest"); tanhshrink 12 K, mish, silu 16 K, softplus 16-23 K
+# ("heavy"); log_sigmoid 16 K, elu, selu 23 K, tanh 23-32 K, celu 32 K ("transcendental");
+# sigmoid 23-46 K ("cheap"); softsign 64 K ("light"); hardsigmoid, hardswish 46-92 K
+# ("affine"); the clamps 90-362 K ("linear": hardtanh, hardshrink the last). Backward: gelu'
+# 16 K; mish', silu' 16-23 K; tanhshrink' 16 K, softplus' 23 K, sigmoid', tanh' 23-32 K,
+# celu' 32 K; log_sigmoid' 23 K, elu' 32 K, selu' 23-64 K; softsign' 64 K; the clamps,
+# hardsigmoid' and hardswish' 46-92 K. (Rows where the parallel loop ran 1.5-2x slower at
+# every size, now and then on this VM, left out: the other thread not running.) The first
+# Zen 4 thresholds, about half these, were measured on copies written long before, and
+# "auto" ran up to 1.8x slower than one thread.
 _AVX512_ZEN_THRESHOLDS = (
-    {"heavy": 12_288, "transcendental": 14_336, "light": 51_200, "linear": 112_640},
-    {"heavy": 12_288, "transcendental": 14_336, "light": 43_008, "linear": 47_104},
+    {"heaviest": 16_384, "heavy": 20_480, "transcendental": 28_672, "cheap": 32_768,
+     "light": 57_344, "affine": 73_728, "linear": 196_608},
+    {"heaviest": 16_384, "heavy": 20_480, "transcendental": 28_672, "cheap": 32_768,
+     "light": 57_344, "linear": 73_728},
 )
 # Without AVX-512 (AVX2: 8 lanes, 16 registers, no tables) the polynomial kernels take 2-4x
 # longer per element, and their costs spread wider: float32 in cache on an AMD Zen 3,
 # sigmoid 0.5 ns, tanh and elu 0.6, silu and softplus 0.9-1.0, gelu 1.9. So the families
-# there are six, per pass (the registry's fine_family), from the crossovers that
+# there are the fine ones, per pass (the registry's fine_family), from the crossovers that
 # scripts/crossover.py measured on a Zen 3 (2 vCPUs, omp; the geometric mean of two runs,
 # which put a crossover up to 1.4x apart): the size where the parallel loop's time in place
 # over the serial one's crosses 1. Forward: gelu 3.7 K ("heaviest"); softplus, mish, silu,
 # tanhshrink 5.5-7.8 K ("heavy"); log_sigmoid, celu, selu, tanh, elu 9-13 K; sigmoid 26 K
 # ("cheap"); softsign 87 K ("light"); the clamps 190-390 K, hardswish and hardsigmoid with
-# them ("linear"). Backward: gelu' 3.6 K; mish', silu' 4.6-6.5 K; softplus', tanhshrink',
-# tanh', sigmoid', celu' 9-11 K; elu', selu', log_sigmoid' 20-26 K; softsign' 85 K; the clamps
-# 165-380 K. A step of 1.4x in size moves the ratio by 10-20% near a crossover, so a
-# threshold within about 1.2x of a member's crossover keeps "auto" within 10% of the better
-# loop; the clamps, whose crossovers spread 2x, are within 1.25x.
+# them ("linear", "affine"). Backward: gelu' 3.6 K; mish', silu' 4.6-6.5 K; softplus',
+# tanhshrink', tanh', sigmoid', celu' 9-11 K; elu', selu', log_sigmoid' 20-26 K; softsign'
+# 85 K; the clamps 165-380 K. A step of 1.4x in size moves the ratio by 10-20% near a
+# crossover, so a threshold within about 1.2x of a member's crossover keeps "auto" within
+# 10% of the better loop; the clamps, whose crossovers spread 2x, are within 1.25x.
 _AVX2_THRESHOLDS = (
     {"heaviest": 3_584, "heavy": 6_144, "transcendental": 10_240, "cheap": 24_576,
-     "light": 98_304, "linear": 294_912},
+     "light": 98_304, "affine": 294_912, "linear": 294_912},
     {"heaviest": 3_584, "heavy": 5_632, "transcendental": 10_240, "cheap": 24_576,
      "light": 98_304, "linear": 262_144},
 )
 # On an Intel Xeon with AVX-512 (LLVM "rocketlake", 2 vCPUs of a VM, omp) the thread pool
 # costs more (a parallel call on 64 elements took 3.3 µs, one thread 0.5 µs), and the other
 # thread's half of data that the caller has just written comes from the caller's core's
-# cache: the cheap kernels pay off in parallel far later than on the Zen 4. There the
-# families are the six of AVX2 (the registry's fine_family), with thresholds from the
-# crossovers that scripts/crossover.py measured (two runs, which agreed within one step of
-# its sizes). Forward: gelu 16-23 K ("heaviest"); mish 20 K, silu, tanhshrink 23-32 K,
-# softplus 33 K ("heavy"); tanh, selu, log_sigmoid 46 K, elu 46-65 K, celu 65-92 K; sigmoid
-# 32 K ("cheap"); softsign 46 K ("light"); the clamps, hardsigmoid and hardswish 370-520 K
-# ("linear"). Backward: gelu' 23-32 K; silu', mish' 32 K; tanh', tanhshrink' 23-32 K,
-# sigmoid' 32 K, softplus' 46 K, celu' 65-92 K; log_sigmoid' 32-46 K, elu', selu' 65 K;
-# softsign' 65 K; the clamps 180-260 K.
+# cache: the cheap kernels pay off in parallel later than on the Zen 4. There the thresholds
+# come from the crossovers that scripts/crossover.py measured (two runs, which agreed within
+# one step of its sizes). Forward: gelu 16-23 K ("heaviest"); mish 20 K, silu, tanhshrink
+# 23-32 K, softplus 33 K ("heavy"); tanh, selu, log_sigmoid 46 K, elu 46-65 K, celu 65-92 K;
+# sigmoid 32 K ("cheap"); softsign 46 K ("light"); the clamps, hardsigmoid and hardswish
+# 370-520 K ("linear", "affine"). Backward: gelu' 23-32 K; silu', mish' 32 K; tanh',
+# tanhshrink' 23-32 K, sigmoid' 32 K, softplus' 46 K, celu' 65-92 K; log_sigmoid' 32-46 K,
+# elu', selu' 65 K; softsign' 65 K; the clamps 180-260 K.
 _AVX512_INTEL_THRESHOLDS = (
     {"heaviest": 20_480, "heavy": 26_624, "transcendental": 49_152, "cheap": 28_672,
-     "light": 45_056, "linear": 450_560},
+     "light": 45_056, "affine": 450_560, "linear": 450_560},
     {"heaviest": 28_672, "heavy": 34_816, "transcendental": 36_864, "cheap": 53_248,
      "light": 61_440, "linear": 229_376},
 )

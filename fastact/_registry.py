@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _cpu, _vmath
 from . import _formulas as F
 
 
@@ -45,11 +44,10 @@ class Activation:
     y_checks: tuple[tuple[str, Callable[[float], bool], str], ...] = ()
     # how much arithmetic per element, for target="auto" (_dispatch.parallel_threshold):
     # "linear" (memory-bound), "light" (a little more, or a division), "transcendental",
-    # "heavy" (mish, tanhshrink: exp-based with the most arithmetic): the four of AMD Zen 4
-    # with AVX-512, where they were measured. On other CPUs (AVX2 ones, where the costs
-    # spread wider with no tables; Intel's, whose thread pool costs more), fine_family gives
-    # the (forward, backward) families instead, from six: "cheap" (sigmoid) and "heaviest"
-    # (gelu) too
+    # "heavy" (mish, tanhshrink: exp-based with the most arithmetic); fine_family, where
+    # given, the (forward, backward) families instead, as the costs spread wider than four
+    # families describe: "cheap" (sigmoid), "heaviest" (gelu) and "affine" (hardsigmoid,
+    # hardswish: a clamp and a multiply, with the clamps but on AMD Zen 4) too
     family: str = "transcendental"
     fine_family: tuple[str, str] | None = None
     kinks: str = ""
@@ -62,7 +60,7 @@ class Activation:
 
     def family_for(self, backward: bool = False) -> str:
         """The family whose threshold ``target="auto"`` takes for the pass on this CPU."""
-        if self.fine_family is None or (_vmath._AVX512 and _cpu.ZEN):
+        if self.fine_family is None:
             return self.family
         return self.fine_family[backward]
 
@@ -285,7 +283,7 @@ REGISTRY: dict[str, Activation] = {
             family="light",
             kinks="f'(±3) = 0, exactly 1/6 strictly inside.",
             see_also="torch.nn.functional.hardsigmoid",
-            fine_family=("linear", "linear"),
+            fine_family=("affine", "linear"),
         ),
         Activation(
             "hardswish",
@@ -294,7 +292,7 @@ REGISTRY: dict[str, Activation] = {
             family="light",
             kinks="f'(-3) = 0, f'(3) = 1 (current PyTorch); hardswish(-inf) = 0.",
             see_also="torch.nn.functional.hardswish",
-            fine_family=("linear", "linear"),
+            fine_family=("affine", "linear"),
         ),
         Activation(
             "log_sigmoid",

@@ -26,7 +26,7 @@ from fastact._registry import select_names
 # Sizes per family: 2^(k/2) over the range where its crossover lies on the CPUs measured.
 _RANGES = {
     "heaviest": (20, 32), "heavy": (21, 33), "transcendental": (22, 34), "cheap": (24, 36),
-    "light": (28, 39), "linear": (30, 41),
+    "light": (28, 39), "affine": (28, 41), "linear": (30, 41),
 }
 
 
