@@ -159,7 +159,7 @@ def _make(act: Activation, kind: str):
         return getattr(formulas, pick), p
 
     ufuncs = D.SerialUfuncs(default, 2 if kind == "backward" else 1)  # (g·f'(x): two inputs)
-    family = act.family_for(kind == "backward")  # (for this CPU: fixed per process)
+    family = act.family_for(kind == "backward")
     limit = D.parallel_threshold(family, backward=kind == "backward")
 
     def unary(x, *, out=None, target="auto", stream=None, **kw):

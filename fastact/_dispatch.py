@@ -19,7 +19,7 @@ TARGETS = ("auto", "cpu", "parallel", "cuda")
 # scripts/crossover.py measures (a block of calls per target on copies that the caller has
 # just written, so the pool's wake-up counts, and the other thread's half comes from the
 # caller's cache), at sizes 2^(k/2). The families are seven, per pass (the registry's
-# fine_family where it has one). On an AMD Zen 4 with AVX-512 (2 vCPUs of a VM), two runs:
+# family: one, or a pair). On an AMD Zen 4 with AVX-512 (2 vCPUs of a VM), two runs:
 # forward, gelu 16 K ("heaviest"); tanhshrink 12 K, mish, silu 16 K, softplus 16-23 K
 # ("heavy"); log_sigmoid 16 K, elu, selu 23 K, tanh 23-32 K, celu 32 K ("transcendental");
 # sigmoid 23-46 K ("cheap"); softsign 64 K ("light"); hardsigmoid, hardswish 46-92 K
@@ -39,7 +39,7 @@ _AVX512_ZEN_THRESHOLDS = (
 # Without AVX-512 (AVX2: 8 lanes, 16 registers, no tables) the polynomial kernels take 2-4x
 # longer per element, and their costs spread wider: float32 in cache on an AMD Zen 3,
 # sigmoid 0.5 ns, tanh and elu 0.6, silu and softplus 0.9-1.0, gelu 1.9. So the families
-# there are the fine ones, per pass (the registry's fine_family), from the crossovers that
+# there are six, per pass (the registry's family), from the crossovers that
 # scripts/crossover.py measured on a Zen 3 (2 vCPUs, omp; the geometric mean of two runs,
 # which put a crossover up to 1.4x apart): the size where the parallel loop's time in place
 # over the serial one's crosses 1. Forward: gelu 3.7 K ("heaviest"); softplus, mish, silu,

@@ -42,14 +42,12 @@ class Activation:
     variants: dict[str, Formulas] = field(default_factory=dict)
     checks: tuple[tuple[str, Callable[[float], bool], str], ...] = ()
     y_checks: tuple[tuple[str, Callable[[float], bool], str], ...] = ()
-    # how much arithmetic per element, for target="auto" (_dispatch.parallel_threshold):
-    # "linear" (memory-bound), "light" (a little more, or a division), "transcendental",
-    # "heavy" (mish, tanhshrink: exp-based with the most arithmetic); fine_family, where
-    # given, the (forward, backward) families instead, as the costs spread wider than four
-    # families describe: "cheap" (sigmoid), "heaviest" (gelu) and "affine" (hardsigmoid,
-    # hardswish: a clamp and a multiply, with the clamps but on AMD Zen 4) too
-    family: str = "transcendental"
-    fine_family: tuple[str, str] | None = None
+    # how much arithmetic per element, for target="auto" (_dispatch.parallel_threshold), one
+    # family or (forward's, backward's): "linear" (memory-bound), "affine" (hardsigmoid,
+    # hardswish: a clamp and a multiply), "light" (a little more, or a division), "cheap"
+    # (sigmoid), "transcendental", "heavy" (exp-based with the most arithmetic), "heaviest"
+    # (gelu)
+    family: str | tuple[str, str] = "transcendental"
     kinks: str = ""
     see_also: str = ""
     # filled in by fastact._api
@@ -59,10 +57,8 @@ class Activation:
     backward: Callable | None = None
 
     def family_for(self, backward: bool = False) -> str:
-        """The family whose threshold ``target="auto"`` takes for the pass on this CPU."""
-        if self.fine_family is None:
-            return self.family
-        return self.fine_family[backward]
+        """The family whose threshold ``target="auto"`` takes for the pass."""
+        return self.family if isinstance(self.family, str) else self.family[backward]
 
     @property
     def from_output(self) -> bool:
@@ -138,7 +134,7 @@ REGISTRY: dict[str, Activation] = {
             Formulas(F.sigmoid, F.sigmoid_grad, F.sigmoid_grad_y),
             kinks="sigmoid(-inf) = 0, sigmoid(inf) = 1; f' = σ(x)σ(-x) (no cancellation).",
             see_also="scipy.special.expit, torch.sigmoid",
-            fine_family=("cheap", "transcendental"),
+            family=("cheap", "transcendental"),
         ),
         Activation(
             "tanh",
@@ -196,7 +192,7 @@ REGISTRY: dict[str, Activation] = {
             ),
             kinks="elu'(0) = alpha; elu(-inf) = -alpha.",
             see_also="torch.nn.functional.elu",
-            fine_family=("transcendental", "cheap"),
+            family=("transcendental", "cheap"),
         ),
         Activation(
             "selu",
@@ -205,7 +201,7 @@ REGISTRY: dict[str, Activation] = {
             Formulas(F.selu, F.selu_grad, F.selu_grad_y),
             kinks="selu'(0) = scale * alpha.",
             see_also="torch.nn.functional.selu",
-            fine_family=("transcendental", "cheap"),
+            family=("transcendental", "cheap"),
         ),
         Activation(
             "celu",
@@ -228,7 +224,7 @@ REGISTRY: dict[str, Activation] = {
             },
             kinks="gelu(-inf) = 0; the x < 0 tail is computed from Φ(-|x|) directly, not 1 + erf.",
             see_also="torch.nn.functional.gelu, jax.nn.gelu",
-            fine_family=("heaviest", "heaviest"),
+            family="heaviest",
         ),
         Activation(
             "silu",
@@ -236,7 +232,7 @@ REGISTRY: dict[str, Activation] = {
             Formulas(F.silu, F.silu_grad),
             kinks="silu(-inf) = 0, silu'(-inf) = 0.",
             see_also="torch.nn.functional.silu",
-            fine_family=("heavy", "heavy"),
+            family="heavy",
         ),
         Activation(
             "mish",
@@ -254,7 +250,7 @@ REGISTRY: dict[str, Activation] = {
             checks=(_fin("beta"), ("beta", lambda b: b > 0, "beta must be > 0")),
             kinks="f' = sigmoid(beta * x), and 1 where beta * x > threshold.",
             see_also="torch.nn.functional.softplus, numpy.logaddexp",
-            fine_family=("heavy", "transcendental"),
+            family=("heavy", "transcendental"),
         ),
         Activation(
             "softsign",
@@ -280,19 +276,17 @@ REGISTRY: dict[str, Activation] = {
             "hardsigmoid",
             "relu6(x + 3) / 6",
             Formulas(F.hardsigmoid, F.hardsigmoid_grad, F.hardsigmoid_grad_y),
-            family="light",
             kinks="f'(±3) = 0, exactly 1/6 strictly inside.",
             see_also="torch.nn.functional.hardsigmoid",
-            fine_family=("affine", "linear"),
+            family=("affine", "linear"),
         ),
         Activation(
             "hardswish",
             "x * relu6(x + 3) / 6",
             Formulas(F.hardswish, F.hardswish_grad),
-            family="light",
             kinks="f'(-3) = 0, f'(3) = 1 (current PyTorch); hardswish(-inf) = 0.",
             see_also="torch.nn.functional.hardswish",
-            fine_family=("affine", "linear"),
+            family=("affine", "linear"),
         ),
         Activation(
             "log_sigmoid",
@@ -300,16 +294,15 @@ REGISTRY: dict[str, Activation] = {
             Formulas(F.log_sigmoid, F.log_sigmoid_grad, F.log_sigmoid_grad_y),
             kinks="log_sigmoid(-inf) = -inf; f' = sigmoid(-x).",
             see_also="scipy.special.log_expit, torch.nn.functional.logsigmoid",
-            fine_family=("transcendental", "cheap"),
+            family=("transcendental", "cheap"),
         ),
         Activation(
             "tanhshrink",
             "x - tanh(x)",
             Formulas(F.tanhshrink, F.tanhshrink_grad),
             kinks="computed without cancellation near 0; f' = tanh²(x).",
-            family="heavy",
             see_also="torch.nn.functional.tanhshrink",
-            fine_family=("heavy", "transcendental"),
+            family=("heavy", "transcendental"),
         ),
         Activation(
             "softshrink",

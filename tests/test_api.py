@@ -429,16 +429,16 @@ def test_short_path_of_small_calls_matches_the_general_one(name, ufunc, monkeypa
 
 
 def test_every_pass_has_a_threshold_on_every_kind_of_cpu():
-    """family_for: the registry's fine_family (forward, backward) where it has one, else its
-    family; each names a threshold of every CPU's table for its pass."""
+    """family_for: the registry's family, or of a (forward, backward) pair the pass's; each
+    names a threshold of every CPU's table for its pass."""
     from fastact import _dispatch as D
 
     tables = (D._AVX512_ZEN_THRESHOLDS, D._AVX512_INTEL_THRESHOLDS, D._AVX2_THRESHOLDS)
     for act in fastact.ACTIVATIONS.values():
         for backward in (False, True):
             fam = act.family_for(backward)
-            own = act.fine_family
-            assert fam == (act.family if own is None else own[backward]), act.name
+            own = act.family
+            assert fam == (own if isinstance(own, str) else own[backward]), act.name
             for table in tables:
                 assert fam in table[backward], (act.name, fam, backward)
     assert fastact.ACTIVATIONS["gelu"].family_for() == "heaviest"
