@@ -141,19 +141,24 @@ def _layout(t):
     return (ir.IntType(32), 23, 127) if t == _F32 else (ir.IntType(64), 52, 1023)
 
 
-def _host_has_avx512f() -> bool:
-    """Whether this CPU has AVX-512F: ``vscalefps/pd`` (LLVM's vector ``ldexp``) and the
-    two-register ``vpermt2ps`` lookups of ``_piecewise``."""
+def _target_has_avx512f() -> bool:
+    """Whether the code that Numba compiles here may use AVX-512F: this CPU's features, or
+    those that NUMBA_CPU_FEATURES, NUMBA_CPU_NAME=generic (none) or NUMBA_ENABLE_AVX=0 choose
+    instead (with AVX-512 off there, a table's ``vpermt2ps`` made LLVM abort the process)."""
     try:
-        from llvmlite import binding as ll
+        from numba.core import config
+        from numba.core.codegen import get_host_cpu_features
 
-        return "+avx512f" in ll.get_host_cpu_features().flatten().split(",")
+        features = config.CPU_FEATURES
+        if features is None:
+            features = get_host_cpu_features()
+        return "+avx512f" in features.split(",")
     except Exception:  # unknown: the portable form
         return False
 
 
 # FASTACT_NO_AVX512=1 forces the portable forms (the tests run both)
-_AVX512 = _host_has_avx512f() and not os.environ.get("FASTACT_NO_AVX512")
+_AVX512 = _target_has_avx512f() and not os.environ.get("FASTACT_NO_AVX512")
 _SCALEF = _AVX512
 
 
