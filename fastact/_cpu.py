@@ -17,6 +17,7 @@ import hashlib
 import itertools
 import os
 import pathlib
+import platform
 import threading
 
 import numba
@@ -406,38 +407,46 @@ def _copy_block_impl(src, dst):
 def _memcpy_block(typingctx, src, dst):
     """``llvm.memcpy`` of BLOCK elements from C-contiguous ``src`` to ``dst``."""
 
-    def codegen(context, builder, signature, args):
-        s, d = (
-            context.make_array(t)(context, builder, value=v)
-            for t, v in zip(signature.args, args)
-        )
-        item = context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype))
-        i8p = ir.IntType(8).as_pointer()
-        cgutils.raw_memcpy(
-            builder, builder.bitcast(d.data, i8p), builder.bitcast(s.data, i8p),
-            ir.IntType(64)(BLOCK), item,
-        )
-        return context.get_dummy_value()
-
-    return numba.types.none(src, dst), codegen
+    return numba.types.none(src, dst), _memcpy_codegen
 
 
-_YMM = 32  # bytes in a 256-bit vector
+def _memcpy_codegen(context, builder, signature, args):
+    """The code of ``_memcpy_block``."""
+    s, d = (
+        context.make_array(t)(context, builder, value=v) for t, v in zip(signature.args, args)
+    )
+    item = context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype))
+    i8p = ir.IntType(8).as_pointer()
+    cgutils.raw_memcpy(
+        builder, builder.bitcast(d.data, i8p), builder.bitcast(s.data, i8p),
+        ir.IntType(64)(BLOCK), item,
+    )
+    return context.get_dummy_value()
+
+
+# bytes in the vectors of store_block_opaque: 256-bit where the target has AVX, 128-bit
+# (SSE) where it does not (NUMBA_CPU_NAME=generic: no 256-bit register for the asm's "x");
+# no x86: no asm (a plain copy)
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+_VECTOR = 32 if "avx" in _vmath._target_features() else 16
 
 
 @intrinsic
 def store_block_opaque(typingctx, src, dst):
-    """``dst[:BLOCK] = src[:BLOCK]`` for C-contiguous 1-D arrays of one dtype, in 256-bit
-    vectors, each passed through an empty inline-asm statement on its way: the optimiser
-    then cannot tell that some elements are stored back unchanged, and stores every vector
-    whole (no masked store). The asm statements emit nothing: one load and one store per
-    vector."""
+    """``dst[:BLOCK] = src[:BLOCK]`` for C-contiguous 1-D arrays of one dtype, in vectors
+    (``_VECTOR``), each passed through an empty inline-asm statement on its way: the
+    optimiser then cannot tell that some elements are stored back unchanged, and stores
+    every vector whole (no masked store, whose AVX2 form is microcoded on AMD Zen). The asm
+    statements emit nothing: one load and one store per vector. (Elsewhere than x86: a
+    plain copy.)"""
     ok = (
         isinstance(src, numba.types.Array) and isinstance(dst, numba.types.Array)
         and src.dtype == dst.dtype and src.layout == dst.layout == "C"
     )  # fmt: skip
     if not ok:
         return None
+    if not _X86:
+        return numba.types.none(src, dst), _memcpy_codegen
 
     def codegen(context, builder, signature, args):
         s, d = (
@@ -446,7 +455,7 @@ def store_block_opaque(typingctx, src, dst):
         )
         elty = context.get_data_type(signature.args[0].dtype)
         item = context.get_abi_sizeof(elty)
-        lanes = _YMM // item
+        lanes = _VECTOR // item
         vec = ir.VectorType(elty, lanes)
         ps = builder.bitcast(s.data, vec.as_pointer())
         pd = builder.bitcast(d.data, vec.as_pointer())

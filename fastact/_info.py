@@ -36,7 +36,12 @@ def _tuning() -> str:
     def plan(p):
         return " + ".join(f"{level[loc]} {ahead} B ahead" for ahead, loc in p) or "none"
 
-    return (
+    from numba.core import config
+
+    target = ""  # Numba's own choice of target, where set, decides whether AVX-512 is used
+    if config.CPU_NAME or config.CPU_FEATURES is not None:
+        target = f"compiled for {config.CPU_NAME or 'this CPU'} (NUMBA_CPU_NAME/FEATURES); "
+    return target + (
         f"{_dispatch.CPU_KIND}: tables {'on' if _vmath._AVX512 else 'off'}; prefetch "
         f"forward {plan(_cpu.PREFETCH_FORWARD)}, backward {plan(_cpu.PREFETCH_BACKWARD)}; "
         "target='auto' by the thresholds measured on such a CPU"

@@ -141,10 +141,9 @@ def _layout(t):
     return (ir.IntType(32), 23, 127) if t == _F32 else (ir.IntType(64), 52, 1023)
 
 
-def _target_has_avx512f() -> bool:
-    """Whether the code that Numba compiles here may use AVX-512F: this CPU's features, or
-    those that NUMBA_CPU_FEATURES, NUMBA_CPU_NAME=generic (none) or NUMBA_ENABLE_AVX=0 choose
-    instead (with AVX-512 off there, a table's ``vpermt2ps`` made LLVM abort the process)."""
+def _target_features() -> frozenset[str]:
+    """The CPU features that the code Numba compiles here may use: this CPU's, or those that
+    NUMBA_CPU_FEATURES, NUMBA_CPU_NAME=generic (none) or NUMBA_ENABLE_AVX=0 choose instead."""
     try:
         from numba.core import config
         from numba.core.codegen import get_host_cpu_features
@@ -152,9 +151,15 @@ def _target_has_avx512f() -> bool:
         features = config.CPU_FEATURES
         if features is None:
             features = get_host_cpu_features()
-        return "+avx512f" in features.split(",")
-    except Exception:  # unknown: the portable form
-        return False
+        return frozenset(f[1:] for f in features.split(",") if f.startswith("+"))
+    except Exception:  # unknown: the portable forms
+        return frozenset()
+
+
+def _target_has_avx512f() -> bool:
+    """Whether the compiled code may use AVX-512F (with it off, a table's ``vpermt2ps`` made
+    LLVM abort the process)."""
+    return "avx512f" in _target_features()
 
 
 # FASTACT_NO_AVX512=1 forces the portable forms (the tests run both)
