@@ -35,12 +35,13 @@ _OPTIONS = {"error_model": "numpy", "fastmath": {"contract"}, "nogil": True}
 
 @functools.cache
 def source_stamp() -> str:
-    """Hash of the sources that kernels are compiled from, plus the Numba version.
+    """Hash of the sources that kernels are compiled from, plus the Numba version and the
+    host facts that choose their code beside Numba's target (AVX-512 in use, AMD Zen).
 
     Numba's own cache only notices changes in the file of the cached function; formulas and
     the math layer live in other files, so their text is part of every cache key.
     """
-    h = hashlib.sha256(f"{numba.__version__} scalef={_vmath._SCALEF}".encode())
+    h = hashlib.sha256(f"{numba.__version__} scalef={_vmath._SCALEF} zen={_vmath.ZEN}".encode())
     here = pathlib.Path(__file__).parent
     for name in ("_formulas.py", "_vmath.py", "_piecewise.py", "_cpu.py", "_ufunc_loop.py"):
         h.update((here / name).read_bytes())
