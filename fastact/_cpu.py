@@ -28,7 +28,7 @@ from numba.core import cgutils
 from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.extending import intrinsic, overload
 
-from . import _vmath
+from . import _vmath as vm
 
 _OPTIONS = {"error_model": "numpy", "fastmath": {"contract"}, "nogil": True}
 
@@ -41,7 +41,7 @@ def source_stamp() -> str:
     Numba's own cache only notices changes in the file of the cached function; formulas and
     the math layer live in other files, so their text is part of every cache key.
     """
-    h = hashlib.sha256(f"{numba.__version__} scalef={_vmath._SCALEF} zen={_vmath.ZEN}".encode())
+    h = hashlib.sha256(f"{numba.__version__} scalef={vm._SCALEF} zen={vm.ZEN}".encode())
     here = pathlib.Path(__file__).parent
     for name in ("_formulas.py", "_vmath.py", "_piecewise.py", "_cpu.py", "_ufunc_loop.py"):
         h.update((here / name).read_bytes())
@@ -242,8 +242,7 @@ def wide_vectors(typingctx):
 # kernels with and without, interleaved, ran forward in the same time and backward 0-9%
 # faster without (relu 27.1 against 29.6 ms, hardsigmoid 22.8 against 25.0, gelu 24.2
 # against 25.9). Kernels cached on disk are keyed by the CPU, so each gets its own.
-_HOST_CPU = _vmath._HOST_CPU
-ZEN = _vmath.ZEN
+ZEN = vm.ZEN
 PREFETCH_FORWARD = () if ZEN else ((4096, 2), (512, 3))
 PREFETCH_BACKWARD = () if ZEN else ((4096, 3),)
 _LINE = 64
@@ -429,7 +428,7 @@ def _memcpy_codegen(context, builder, signature, args):
 # (SSE) where it does not (NUMBA_CPU_NAME=generic: no 256-bit register for the asm's "x");
 # no x86: no asm (a plain copy)
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
-_VECTOR = 32 if "avx" in _vmath._target_features() else 16
+_VECTOR = 32 if "avx" in vm.TARGET_FEATURES else 16
 
 
 @intrinsic
@@ -478,16 +477,12 @@ def _dtype_of(ty):
 def _tables_serve(ty) -> bool:
     """Whether the kernels take the tables for Numba type ``ty`` (an array's or a scalar's):
     float32 on a CPU with AVX-512."""
-    from . import _vmath as vm
-
     return bool(vm._AVX512) and _dtype_of(ty) == numba.types.float32
 
 
 def _passes_serve(ty) -> bool:
     """Whether a ``Split`` whose far part is a chain of passes is computed split for ``ty``:
     where its table is in use, and for every dtype without AVX-512 or on AMD Zen."""
-    from . import _vmath as vm
-
     return not vm._AVX512 or vm.ZEN or _tables_serve(ty)
 
 
@@ -538,8 +533,6 @@ def _stages(fn):
     2.21 against 1.84, silu' 1.66 against 1.38, tanh 0.89 against 0.82) but for gelu (2.73
     against 2.92), gelu' (3.71 against 3.92), tanhshrink (1.60 against 1.78) and tanhshrink'
     (1.70 against 1.83), which take them too: one rule per CPU."""
-    from . import _vmath as vm
-
     split = getattr(fn, "split", None)
     name = fn.__name__
 
@@ -598,8 +591,6 @@ def _stages(fn):
 def _split_stages(fn, split):
     """``(prepare, finish)`` of the split stages of ``fn`` (``_stages``)."""
     from . import _piecewise
-    from . import _vmath as vm
-
     name = fn.__name__
     finish, arg, near = split.finish, split.arg, split.near or vm.near
     # without AVX-512 no element is ever near: the table's loop is never run, and not
@@ -663,8 +654,6 @@ def _no_table(u, P):
 def _far_block(far, near, name: str):
     """``run(u, x, P, *p)``: P[i] = far(x[i], *p) where not near(u[i]) over a block, one
     loop per pass of a chain (``_formulas.passes``) through a block buffer."""
-    from . import _vmath as vm
-
     chain = getattr(far, "passes", None)
     if chain is None:
 
@@ -692,8 +681,6 @@ def _far_block(far, near, name: str):
 def _middle_passes(chain, name: str):
     """``run(x, V, *p)``: V[i] = f(x[i], V[i], *p) over a block for each f of ``chain`` in
     turn, a loop each."""
-    from . import _vmath as vm
-
     if not chain:
 
         def run(x, V, *p):
@@ -879,8 +866,6 @@ def inplace_kernel(fn, nin: int, parallel: bool):
     The two-array kernel returns False, writing nothing, when g and x overlap other than
     element for element (the caller then copies x), else True: a check that costs nothing
     next to NumPy's ``may_share_memory`` (0.2 µs a call)."""
-    from . import _vmath as vm
-
     tail = _last_block(fn, nin)
     prepare, finish, _ = _stages(fn)
     if nin == 1:

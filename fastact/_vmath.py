@@ -162,8 +162,9 @@ def _target_has_avx512f() -> bool:
     return "avx512f" in _target_features()
 
 
+TARGET_FEATURES = _target_features()
 # FASTACT_NO_AVX512=1 forces the portable forms (the tests run both)
-_AVX512 = _target_has_avx512f() and not os.environ.get("FASTACT_NO_AVX512")
+_AVX512 = "avx512f" in TARGET_FEATURES and not os.environ.get("FASTACT_NO_AVX512")
 _SCALEF = _AVX512
 
 
