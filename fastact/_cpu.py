@@ -36,12 +36,13 @@ _OPTIONS = {"error_model": "numpy", "fastmath": {"contract"}, "nogil": True}
 @functools.cache
 def source_stamp() -> str:
     """Hash of the sources that kernels are compiled from, plus the Numba version and the
-    host facts that choose their code beside Numba's target (AVX-512 in use, AMD Zen).
+    host facts that choose their code beside Numba's target (AVX-512 in use, the host
+    CPU: AMD Zen and which).
 
     Numba's own cache only notices changes in the file of the cached function; formulas and
     the math layer live in other files, so their text is part of every cache key.
     """
-    h = hashlib.sha256(f"{numba.__version__} scalef={vm._SCALEF} zen={vm.ZEN}".encode())
+    h = hashlib.sha256(f"{numba.__version__} scalef={vm._SCALEF} host={vm._HOST_CPU}".encode())
     here = pathlib.Path(__file__).parent
     for name in ("_formulas.py", "_vmath.py", "_piecewise.py", "_cpu.py", "_ufunc_loop.py"):
         h.update((here / name).read_bytes())
@@ -243,6 +244,14 @@ def wide_vectors(typingctx):
 # faster without (relu 27.1 against 29.6 ms, hardsigmoid 22.8 against 25.0, gelu 24.2
 # against 25.9). Kernels cached on disk are keyed by the CPU, so each gets its own.
 ZEN = vm.ZEN
+# Whether AVX-512's masked stores (the in-place form of a formula that leaves some x as it
+# is: relu, leaky_relu, elu for x > 0) keep up with the memory: on an Intel Xeon and a Zen 4
+# they do (relu 0.98-1.00x the floor); on a Zen 5 (LLVM "znver5") they do not: 10^8
+# float32 in place, 2 threads, three alternating runs against the same kernels through the
+# block buffer and whole-vector stores: relu 1.13-1.16x the floor against 0.96-1.05x,
+# leaky_relu 1.10-1.19x against 0.99-1.14x, elu 1.12-1.14x against 0.94-1.00x. Without
+# AVX-512 the buffer serves every CPU (below); on an unknown newer Zen too.
+MASKED_STORES_KEEP_UP = not ZEN or vm._HOST_CPU in ("znver4",)
 PREFETCH_FORWARD = () if ZEN else ((4096, 2), (512, 3))
 PREFETCH_BACKWARD = () if ZEN else ((4096, 3),)
 _LINE = 64
@@ -873,7 +882,7 @@ def inplace_kernel(fn, nin: int, parallel: bool):
         # unchanged value, and the rest becomes a masked store. Without AVX-512 that is
         # vmaskmovps, microcoded on AMD Zen: float32 relu in place ran at 5.6x the memory
         # floor on a Zen 3. There the block goes through the buffer and back in whole vectors.
-        direct = vm._AVX512
+        direct = vm._AVX512 and MASKED_STORES_KEEP_UP
 
         def kernel(a, *p):
             n = a.size

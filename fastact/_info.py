@@ -28,7 +28,8 @@ def _cache_folder() -> str:
 
 
 def _tuning() -> str:
-    """Which of the measured tunings this CPU takes: tables, prefetch plan, auto thresholds."""
+    """Which of the measured tunings this CPU takes: tables, prefetch plan, in-place stores,
+    auto thresholds."""
     from . import _cpu, _dispatch, _vmath
 
     level = {3: "L1", 2: "L2", 1: "L3", 0: "non-temporal"}
@@ -41,10 +42,12 @@ def _tuning() -> str:
     target = ""  # Numba's own choice of target, where set, decides whether AVX-512 is used
     if config.CPU_NAME or config.CPU_FEATURES is not None:
         target = f"compiled for {config.CPU_NAME or 'this CPU'} (NUMBA_CPU_NAME/FEATURES); "
+    stores = ("masked stores" if _vmath._AVX512 and _cpu.MASKED_STORES_KEEP_UP
+              else "whole-vector stores")
     return target + (
         f"{_dispatch.CPU_KIND}: tables {'on' if _vmath._AVX512 else 'off'}; prefetch "
         f"forward {plan(_cpu.PREFETCH_FORWARD)}, backward {plan(_cpu.PREFETCH_BACKWARD)}; "
-        "target='auto' by the thresholds measured on such a CPU"
+        f"in place {stores}; target='auto' by the thresholds measured on such a CPU"
     )
 
 
