@@ -120,6 +120,15 @@ def _the_part(x, P):
     return P
 
 
+def keeps_x(fn):
+    """Decorator: marks a formula that returns x itself for some x (relu for x > 0). In place,
+    LLVM drops the stores of those unchanged elements and writes the rest with masked
+    stores, which some CPUs run slower than the memory (``_cpu.MASKED_STORES_KEEP_UP``);
+    there the kernel stores a marked formula's results through a buffer in whole vectors."""
+    fn.keeps_x = True
+    return fn
+
+
 # --------------------------------------------------------------------- sigmoid
 @scalar
 def sigmoid(x):
@@ -208,6 +217,7 @@ def tanh_grad_y(y):
 
 
 # ------------------------------------------------------------------------ relu
+@keeps_x
 @scalar
 def relu(x):
     return type(x)(0) if x <= 0 else x
@@ -231,6 +241,7 @@ def relu6_grad(x):
     return T(1) if (x > 0 and x < 6) else _nan_or(x, T(0))
 
 
+@keeps_x
 @scalar
 def leaky_relu(x, negative_slope):
     T = type(x)
@@ -248,6 +259,7 @@ def leaky_relu_grad(x, negative_slope):
 
 
 # ------------------------------------------------------------- elu, selu, celu
+@keeps_x
 @scalar
 def elu(x, alpha):
     return x if x > 0 else alpha * vm.expm1_neg(x)
@@ -284,6 +296,7 @@ def selu_grad_y(y):
     return T(_SELU_SCALE) if y > 0 else y + T(_SELU_SCALE_ALPHA)
 
 
+@keeps_x
 @scalar
 def celu(x, alpha):
     """elu(x/α)·α (α > 0); for α = 1 (the default) without the division, the same bits (a
@@ -706,6 +719,7 @@ def _softplus_finish(x, L, beta, threshold):
     return x + p if u > 0 else p
 
 
+@keeps_x
 @scalar
 def softplus(x, beta, threshold):
     """log(1+e^(βx))/β = (max(βx,0) + log1p(e^-|βx|))/β (a table near 0); x where βx >
@@ -953,6 +967,7 @@ def softshrink(x, lambd):
     return x - c
 
 
+@keeps_x
 @scalar
 def hardshrink(x, lambd):
     return type(x)(0) if (x >= -lambd and x <= lambd) else x

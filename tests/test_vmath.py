@@ -460,13 +460,15 @@ def test_inplace_kernel_has_no_masked_store(fn, params):
     """relu and leaky_relu leave x > 0 as it is: LLVM dropped those stores and wrote the rest
     with AVX2's vmaskmovps, microcoded on AMD Zen (float32 relu in place ran at 5.6x the
     memory floor on a Zen 3). The kernel stores whole vectors, and the right values; with
-    AVX-512, masked stores only where they keep up with the memory (not on a Zen 5)."""
+    AVX-512, the parallel loop's masked stores only where they keep up with the memory (not
+    on a Zen 5)."""
     from numba import njit
 
-    from fastact import _cpu, _vmath
+    from fastact import _cpu
 
-    kernel = _cpu.inplace_kernel(fn, 1, False)
-    disp = njit(**_cpu._OPTIONS)(kernel.py_func)  # afresh: a cached kernel has no assembly
+    parallel = not _cpu.MASKED_STORES_KEEP_UP  # (the loop that differs, where one does)
+    kernel = _cpu.inplace_kernel(fn, 1, parallel)
+    disp = njit(**_cpu._OPTIONS)(kernel.py_func)  # afresh (and the loop as one thread)
     x = np.linspace(-3, 3, 2 * _cpu.BLOCK + 5, dtype=np.float32)
     x[:6] = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45]
     a = x.copy()
@@ -475,9 +477,44 @@ def test_inplace_kernel_has_no_masked_store(fn, params):
     assert np.array_equal(a.view(np.int32), want.view(np.int32))
     asm = disp.inspect_asm(disp.signatures[0])
     assert "vmaskmov" not in asm
-    masked = re.findall(r"vmov\w+\s+%[xyz]mm\d+, [^\n]*\(%\w+[^\n]*\{%k\d\}", asm)
-    if not (_vmath._AVX512 and _cpu.MASKED_STORES_KEEP_UP):
-        assert not masked, masked
+    if not _cpu.MASKED_STORES_KEEP_UP:
+        assert not _masked_stores_to_memory(asm)
+
+
+def _masked_stores_to_memory(asm: str) -> list[str]:
+    """AVX2's vmaskmov and AVX-512's {%k} stores into memory other than the stack."""
+    return re.findall(r"vmaskmov\w+\s+%[xy]mm\d+, %[xy]mm\d+, [^\n]*\(%(?!rsp)\w+[^\n]*|"
+                      r"vmov\w+\s+%[xyz]mm\d+, [^\n]*\(%(?!rsp)\w+[^\n]*\{%k\d\}", asm)
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="the check reads x86-64 assembly")
+def test_formulas_that_keep_x_are_marked(monkeypatch):
+    """Every forward formula whose in-place kernel, storing straight back, writes with masked
+    stores is marked ``keeps_x`` (so that it goes through the buffer where masked stores are
+    slow): each unmarked one, compiled with the direct stores, has none."""
+    from numba import njit
+
+    from fastact import _cpu, _formulas, _vmath
+    from fastact._registry import REGISTRY
+
+    if not _vmath._AVX512:
+        pytest.skip("the direct stores are taken with AVX-512 only, which Numba's target lacks")
+    monkeypatch.setattr(_cpu, "MASKED_STORES_KEEP_UP", True)
+    masked = {}
+    for act in REGISTRY.values():
+        for fs in [act.formulas] if act.formulas else act.variants.values():
+            fn = fs.f
+            if getattr(fn, "keeps_x", False) or fn.__name__ in masked:
+                continue
+            assert _cpu.direct_stores(fn, True)
+            kernel = _cpu.inplace_kernel.__wrapped__(fn, 1, False)
+            disp = njit(**_cpu._OPTIONS)(kernel.py_func)  # afresh, for its assembly
+            p = [np.float32(v) for k, v in act.params.items() if k != act.variant]
+            disp(np.zeros(3 * _cpu.BLOCK, np.float32), *p)
+            masked[fn.__name__] = _masked_stores_to_memory(disp.inspect_asm(disp.signatures[0]))
+    assert masked and not any(masked.values()), {k: v for k, v in masked.items() if v}
+    assert _formulas.relu.keeps_x
 
 
 _PREFETCH_MNEMONIC = {3: "prefetcht0", 2: "prefetcht1", 1: "prefetcht2", 0: "prefetchnta"}
