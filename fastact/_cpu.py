@@ -244,27 +244,6 @@ def wide_vectors(typingctx):
 # faster without (relu 27.1 against 29.6 ms, hardsigmoid 22.8 against 25.0, gelu 24.2
 # against 25.9). Kernels cached on disk are keyed by the CPU, so each gets its own.
 ZEN = vm.ZEN
-# Whether AVX-512's masked stores (the in-place form of a formula that leaves some x as it
-# is: relu, leaky_relu, elu for x > 0) keep up with the memory: on an Intel Xeon and a Zen 4
-# they do (relu 0.98-1.00x the floor); on a Zen 5 (LLVM "znver5") they do not: 10^8
-# float32 in place, 2 threads, both kernels compiled in one process, 21 rounds in shuffled
-# order: relu 1.02-1.14x the floor against 0.97-1.04x through the block buffer and
-# whole-vector stores (torch.relu_ 0.93-1.03x), 4-9% slower round by round; at 4 M
-# elements relu 13%, hardshrink 23% slower. Without AVX-512 the buffer serves every CPU
-# (below); on an unknown newer Zen too.
-MASKED_STORES_KEEP_UP = not ZEN or vm._HOST_CPU in ("znver4",)
-
-
-def direct_stores(fn, parallel: bool) -> bool:
-    """Whether the in-place kernel of formula ``fn`` stores its results straight back (with
-    AVX-512), else through the block buffer in whole vectors: without AVX-512, and in the
-    parallel loop for a formula marked ``keeps_x`` where masked stores do not keep up. The
-    one-thread loop, which "auto" takes below its thresholds, where the data is in cache,
-    keeps the masked stores: through the buffer it ran slower there on the Zen 5 (16 K
-    float32, 21 alternating rounds in one process: relu 1.03x, elu 1.08x, hardshrink 1.27x),
-    as did the formulas that keep no x (sigmoid, tanh, gelu, log_sigmoid 1.05-1.09x)."""
-    keep = MASKED_STORES_KEEP_UP or not parallel or not getattr(fn, "keeps_x", False)
-    return bool(vm._AVX512) and keep
 PREFETCH_FORWARD = () if ZEN else ((4096, 2), (512, 3))
 PREFETCH_BACKWARD = () if ZEN else ((4096, 3),)
 _LINE = 64
@@ -877,6 +856,29 @@ def entry_point(kernel, dtype: np.dtype, narrays: int):
     if cres is not None:
         return taking_turns(kernel, cres.entry_point)
     return lambda *a: kernel(*a[:-1], *a[-1])
+
+
+# Whether AVX-512's masked stores (the in-place form of a formula that leaves some x as it
+# is: relu, leaky_relu, elu for x > 0) keep up with the memory: on an Intel Xeon and a Zen 4
+# they do (relu 0.98-1.00x the floor); on a Zen 5 (LLVM "znver5") they do not: 10^8
+# float32 in place, 2 threads, both kernels compiled in one process, 21 rounds in shuffled
+# order: relu 1.02-1.14x the floor against 0.97-1.04x through the block buffer and
+# whole-vector stores (torch.relu_ 0.93-1.03x), 4-9% slower round by round; at 4 M
+# elements relu 13%, hardshrink 23% slower. Without AVX-512 the buffer serves every CPU
+# (below); on an unknown newer Zen too.
+MASKED_STORES_KEEP_UP = not ZEN or vm._HOST_CPU in ("znver4",)
+
+
+def direct_stores(fn, parallel: bool) -> bool:
+    """Whether the in-place kernel of formula ``fn`` stores its results straight back (with
+    AVX-512), else through the block buffer in whole vectors: without AVX-512, and in the
+    parallel loop for a formula marked ``keeps_x`` where masked stores do not keep up. The
+    one-thread loop, which "auto" takes below its thresholds, where the data is in cache,
+    keeps the masked stores: through the buffer it ran slower there on the Zen 5 (16 K
+    float32, 21 alternating rounds in one process: relu 1.03x, elu 1.08x, hardshrink 1.27x),
+    as did the formulas that keep no x (sigmoid, tanh, gelu, log_sigmoid 1.05-1.09x)."""
+    keep = MASKED_STORES_KEEP_UP or not parallel or not getattr(fn, "keeps_x", False)
+    return bool(vm._AVX512) and keep
 
 
 @functools.cache

@@ -42,8 +42,12 @@ def _tuning() -> str:
     target = ""  # Numba's own choice of target, where set, decides whether AVX-512 is used
     if config.CPU_NAME or config.CPU_FEATURES is not None:
         target = f"compiled for {config.CPU_NAME or 'this CPU'} (NUMBA_CPU_NAME/FEATURES); "
-    stores = ("whole-vector stores" if not _vmath._AVX512 else "masked stores"
-              if _cpu.MASKED_STORES_KEEP_UP else "in parallel, whole-vector stores where x is kept")
+    if not _vmath._AVX512:
+        stores = "whole-vector stores"
+    elif _cpu.MASKED_STORES_KEEP_UP:
+        stores = "masked stores"
+    else:
+        stores = "in parallel, whole-vector stores where x is kept"
     return target + (
         f"{_dispatch.CPU_KIND}: tables {'on' if _vmath._AVX512 else 'off'}; prefetch "
         f"forward {plan(_cpu.PREFETCH_FORWARD)}, backward {plan(_cpu.PREFETCH_BACKWARD)}; "

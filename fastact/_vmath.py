@@ -156,15 +156,17 @@ def _target_features() -> frozenset[str]:
         return frozenset()
 
 
+TARGET_FEATURES = _target_features()
+
+
 def _target_has_avx512f() -> bool:
     """Whether the compiled code may use AVX-512F (with it off, a table's ``vpermt2ps`` made
     LLVM abort the process)."""
-    return "avx512f" in _target_features()
+    return "avx512f" in TARGET_FEATURES
 
 
-TARGET_FEATURES = _target_features()
 # FASTACT_NO_AVX512=1 forces the portable forms (the tests run both)
-_AVX512 = "avx512f" in TARGET_FEATURES and not os.environ.get("FASTACT_NO_AVX512")
+_AVX512 = _target_has_avx512f() and not os.environ.get("FASTACT_NO_AVX512")
 _SCALEF = _AVX512
 
 
