@@ -504,6 +504,7 @@ def _predicate(test, name: str):
 _TABLES_SERVE = _predicate(_tables_serve, "tables_serve")
 _PASSES_SERVE = _predicate(_passes_serve, "passes_serve")
 _NEVER = _predicate(lambda ty: False, "no_split")
+_ALWAYS = _predicate(lambda ty: True, "always_split")
 
 
 @functools.cache
@@ -512,7 +513,7 @@ def _stages(fn):
     ``prepare(x, P, *p)`` then ``out[i] = finish(x[i], P[i], *p)``, P a BLOCK buffer;
     ``in_use(x)`` says whether the split stages below serve the dtype of x (a constant).
 
-    For a formula with a ``split`` (``_formulas.Split``), prepare fills P with the table
+    For a formula with a ``split`` (``_formulas.Split``), prepare fills P with the near
     part for the whole block in one pass (if some element is near) and, only if some element
     is not near, with the far part where it applies (a loop per pass where the far part is
     a chain of ``_formulas.passes``: ``_far_block``); finish is the split's. Otherwise
@@ -523,7 +524,8 @@ def _stages(fn):
     on 10^8 float32 with 2 threads sigmoid' went from 1.47x to 0.99x its floor, softplus'
     from 1.65x to 1.08x.
 
-    A split serves float32 where the tables exist (AVX-512), and, where they do not (AVX2)
+    A split whose near part is a formula serves every dtype on every CPU. A split with a
+    table serves float32 where the tables exist (AVX-512), and, where they do not (AVX2)
     or on AMD Zen, a formula whose far part is a chain of passes (16 vector registers: the
     passes were faster). Elsewhere the formula takes the plain stages: float64 on Intel's
     AVX-512, where in cache (a Xeon) the split stages, a table never in use, took 1.1-2x the
@@ -559,10 +561,12 @@ def _stages(fn):
     if split is None:
         return plain_prepare, plain_finish, _NEVER
     split_prepare, split_finish = _split_stages(fn, split)
-    if hasattr(split.far, "passes"):
+    if not _is_table(split.near_part):  # (a formula: the far part alone is not fn)
+        in_use = _ALWAYS
+    elif hasattr(split.far, "passes"):
         in_use = _PASSES_SERVE
     else:  # (a table that the kernels do not take: the far part is the formula)
-        in_use = _TABLES_SERVE if split.table.avx512 else _NEVER
+        in_use = _TABLES_SERVE if split.near_part.avx512 else _NEVER
 
     # The choice is made when the kernel is typed, so only the stages in use are compiled.
     def prepare(x, P, *p):
@@ -594,9 +598,14 @@ def _split_stages(fn, split):
     from . import _piecewise
     name = fn.__name__
     finish, arg, near = split.finish, split.arg, split.near or vm.near
-    # without AVX-512 no element is ever near: the table's loop is never run, and not
-    # compiled either (its scalar lookups took 0.8-1.4 s per formula and process)
-    table = _piecewise.block_eval(split.table, BLOCK) if split.table.avx512 else _no_table
+    part = split.near_part
+    if not _is_table(part):
+        table = _formula_block(part, name)
+    elif part.avx512:
+        table = _piecewise.block_eval(part, BLOCK)
+    else:  # without AVX-512 no element is ever near: the table's loop is never run, and not
+        # compiled either (its scalar lookups took 0.8-1.4 s per formula and process)
+        table = _no_table
     far = _far_block(split.far, near, name)
 
     def from_u(u, x, P, some, every, *p):
@@ -650,6 +659,25 @@ def _split_stages(fn, split):
 @njit(**_OPTIONS)
 def _no_table(u, P):
     """The table part of a ``Split`` where ``near`` is never true: nothing."""
+
+
+def _is_table(part) -> bool:
+    """Whether the near part of a ``Split`` is a table (else a scalar formula)."""
+    from . import _piecewise
+    return isinstance(part, _piecewise.Table)
+
+
+def _formula_block(part, name: str):
+    """``run(u, P)``: P[i] = part(u[i]) over a block, for a ``Split`` whose near part is a
+    formula."""
+
+    def run(u, P):
+        vm._inline_me()
+        wide_vectors()
+        for i in range(BLOCK):
+            P[i] = part(u[i])
+
+    return njit(**_OPTIONS)(unique_name(run, f"{name}_near"))
 
 
 def _far_block(far, near, name: str):

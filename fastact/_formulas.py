@@ -43,14 +43,16 @@ def _finite_or_zero(v):
 
 
 class Split(NamedTuple):
-    """A formula written fn(x, *p) = finish(x, P, *p), P = table.scalar(|u|) where
-    ``near(u)`` and far(x, *p) elsewhere, u = arg(x, *p) (x itself if arg is None), near
-    ``vm.near`` unless given (``vm.tabled`` for a table that covers every float32). The
-    CPU kernels evaluate the table for a whole block at once where every element is near
-    (``_piecewise.block_eval``), which is the same P bit for bit. A far marked by ``passes``
-    is computed a pass at a time over the block."""
+    """A formula written fn(x, *p) = finish(x, P, *p), P = near_part(u) where ``near(u)`` and
+    far(x, *p) elsewhere, u = arg(x, *p) (x itself if arg is None). near_part is a table
+    (``_piecewise.Table``: P = near_part.scalar(|u|), or of u for a signed table; ``near``
+    ``vm.near`` unless given, ``vm.tabled`` for a table that covers every float32) or a
+    scalar formula of u: a cheaper form that holds on part of the range (``near`` then says
+    where). The CPU kernels evaluate the near part for a whole block at once where every
+    element is near (a table through ``_piecewise.block_eval``), which is the same P bit for
+    bit. A far marked by ``passes`` is computed a pass at a time over the block."""
 
-    table: object
+    near_part: object
     far: object
     finish: object
     arg: object = None
@@ -508,10 +510,37 @@ def _silu_finish(x, u):
 
 
 @scalar
-def silu(x):
-    """x·σ(x): x·(1/(1+e^-x)) for x >= 0; for x < 0, with u = x·e^x, u·(x/(x+u)) (u·q does
-    not underflow for a tiny x, where x·u/(x+u) did)."""
+def _silu_far(x):
+    """x·σ(x) for every x: x·(1/(1+e^-x)) for x >= 0; for x < 0, with u = x·e^x,
+    u·(x/(x+u)) (u·q does not underflow for a tiny x, where x·u/(x+u) did)."""
     return _silu_finish(x, _xexp_neg(x))  # (u first, then the cases: float64 vectorizes)
+
+
+@scalar
+def _silu_mid(x):
+    """x/(1 + e^-x) for x >= -64, where e^-x is at most e^64: one exponential in one scaling
+    step (``vm.exp_kept``), no case. From x = 64 up e^-64 stands in for e^-x (1 + either
+    rounds to 1). At most 2.44 ULP on every float32 from -64 up (the far form's steps keep
+    x·e^x normal further down, at twice the time: compiled for AVX2, 0.45 against 0.94 ns
+    an element in cache)."""
+    T = type(x)
+    v = -x
+    return x / (T(1) + vm.exp_kept(v if v > T(-64) else T(-64)))
+
+
+@scalar
+def _silu_mid_serves(x):
+    """Whether ``_silu_mid`` holds: x >= -64 (not NaN)."""
+    return x >= type(x)(-64)
+
+
+@scalar
+def silu(x):
+    """x·σ(x): x/(1 + e^-x) from -64 up, else (and for NaN) ``_silu_far``."""
+    return _silu_mid(x) if _silu_mid_serves(x) else _silu_far(x)
+
+
+silu.split = Split(_silu_mid, _silu_far, _the_part, near=_silu_mid_serves)
 
 
 @scalar

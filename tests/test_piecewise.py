@@ -222,9 +222,9 @@ def test_a_far_neighbour_changes_no_other_result(name, call, target):
 
 
 def _split_formulas(dtype):
-    """(label, formula, parameters) for every formula written as a ``Split`` (a table, or a
-    far part computed a pass at a time): forward and grad of each activation (variant), with
-    its default parameters."""
+    """(label, formula, parameters) for every formula written as a ``Split`` (a table, a
+    near formula, or a far part computed a pass at a time): forward and grad of each
+    activation (variant), with its default parameters."""
     for act in fastact.ACTIVATIONS.values():
         variants = act.variants.items() if act.variant else [(None, act.formulas)]
         params = tuple(dtype(act.params[k]) for k in act.float_params)
@@ -234,7 +234,8 @@ def _split_formulas(dtype):
                 split = getattr(fn, "split", None)
                 if split is None:
                     continue
-                if dtype == np.float64 and not hasattr(split.far, "passes"):
+                tabled = isinstance(split.near_part, _piecewise.Table)
+                if dtype == np.float64 and tabled and not hasattr(split.far, "passes"):
                     continue  # (no table: one scalar function, as the ufunc's)
                 yield f"{act.name}[{choice}] {kind}", fn, params
 
