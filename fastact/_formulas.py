@@ -619,10 +619,37 @@ def _mish_finish(x, w):
 
 
 @scalar
-def mish(x):
-    """x·tanh(softplus x) = x·n/(n+2), n = t(t+2), t = e^x; below -64, x·e^x (the rest
-    rounds to 1)."""
+def _mish_far(x):
+    """x·tanh(softplus x) for every x: x·n/(n+2), n = t(t+2), t = e^x; below -64, x·e^x
+    (the rest rounds to 1)."""
     return _mish_finish(x, _mish_exp(x))
+
+
+@scalar
+def _mish_mid(x):
+    """x·n/(n+2), n = t(t+2), t = e^x, for x >= -64 (t normal: one scaling step,
+    ``vm.exp_kept``); from 20 up x itself (n/(n+2) rounds to 1, and x·n could overflow).
+    At most 3.94 ULP on every float32 from -64 up (at -3.26, where the far form, with the
+    same quotient, is as far); compiled for AVX2, 0.73 against 0.99 ns an element in cache."""
+    T = type(x)
+    t = vm.exp_kept(x)
+    n = vm.fma(t, t, T(2) * t)
+    return x if x >= T(20) else x * n / (n + T(2))
+
+
+@scalar
+def _mish_mid_serves(x):
+    """Whether ``_mish_mid`` holds: x >= -64 (not NaN)."""
+    return x >= type(x)(-64)
+
+
+@scalar
+def mish(x):
+    """x·tanh(softplus x): ``_mish_mid`` from -64 up, else (and for NaN) ``_mish_far``."""
+    return _mish_mid(x) if _mish_mid_serves(x) else _mish_far(x)
+
+
+mish.split = Split(_mish_mid, _mish_far, _the_part, near=_mish_mid_serves)
 
 
 @scalar
