@@ -213,7 +213,10 @@ def wide_vectors(typingctx):
     """Marks the function it is called from with LLVM's ``prefer-vector-width=512``: on
     AVX-512 machines that LLVM tunes for 256-bit vectors (Intel server cores), the loop is
     then vectorized over zmm registers, 1.3-1.6x faster for the polynomial kernels. Emits no
-    instruction; ignored where 512-bit vectors do not exist."""
+    instruction; ignored where 512-bit vectors do not exist. Every njit helper that holds a
+    loop calls it itself: Numba optimizes a helper before inlining it, so the kernel's mark
+    does not reach the helper's loops (the far parts of the splits ran over ymm on an Intel
+    Emerald Rapids: float32 silu' on values in ±30, 1.94 against 1.01 ns an element)."""
 
     def codegen(context, builder, signature, args):
         # llvmlite validates attribute names; a key="value" pair goes in verbatim
@@ -688,6 +691,7 @@ def _far_block(far, near, name: str):
 
         def run(u, x, P, *p):
             vm._inline_me()
+            wide_vectors()
             for i in range(BLOCK):
                 P[i] = P[i] if near(u[i]) else far(x[i], *p)
 
@@ -697,6 +701,7 @@ def _far_block(far, near, name: str):
 
     def run(u, x, P, *p):
         vm._inline_me()
+        wide_vectors()
         V = block_buffer(x)
         for i in range(BLOCK):
             V[i] = first(x[i], *p)
@@ -720,6 +725,7 @@ def _middle_passes(chain, name: str):
 
     def run(x, V, *p):
         vm._inline_me()
+        wide_vectors()
         head(x, V, *p)
         for i in range(BLOCK):
             V[i] = f(x[i], V[i], *p)
