@@ -484,12 +484,6 @@ def _tables_serve(ty) -> bool:
     return bool(vm._AVX512) and _dtype_of(ty) == numba.types.float32
 
 
-def _passes_serve(ty) -> bool:
-    """Whether a ``Split`` whose far part is a chain of passes is computed split for ``ty``:
-    where its table is in use, and for every dtype without AVX-512 or on AMD Zen."""
-    return not vm._AVX512 or vm.ZEN or _tables_serve(ty)
-
-
 def _predicate(test, name: str):
     """A function of one array or scalar, for compiled code: the constant ``test(its type)``."""
 
@@ -505,7 +499,6 @@ def _predicate(test, name: str):
 
 
 _TABLES_SERVE = _predicate(_tables_serve, "tables_serve")
-_PASSES_SERVE = _predicate(_passes_serve, "passes_serve")
 _NEVER = _predicate(lambda ty: False, "no_split")
 _ALWAYS = _predicate(lambda ty: True, "always_split")
 
@@ -527,18 +520,19 @@ def _stages(fn):
     on 10^8 float32 with 2 threads sigmoid' went from 1.47x to 0.99x its floor, softplus'
     from 1.65x to 1.08x.
 
-    A split whose near part is a formula serves every dtype on every CPU. A split with a
-    table serves float32 where the tables exist (AVX-512), and, where they do not (AVX2)
-    or on AMD Zen, a formula whose far part is a chain of passes (16 vector registers: the
-    passes were faster). Elsewhere the formula takes the plain stages: float64 on Intel's
-    AVX-512, where in cache (a Xeon) the split stages, a table never in use, took 1.1-2x the
-    plain ones' time (tanh 2.04 against 1.15 ns an element, gelu 5.03 against 3.07,
-    tanhshrink' 3.12 against 1.62), and tanh' without its table (0.82 against 0.75, float32
-    compiled for a Zen 3). On a Zen 4 the passes won for float64 (in cache, ns an element,
-    plain against split: softplus 3.14 against 1.83, log-sigmoid 2.62 against 1.72, mish'
-    2.21 against 1.84, silu' 1.66 against 1.38, tanh 0.89 against 0.82) but for gelu (2.73
-    against 2.92), gelu' (3.71 against 3.92), tanhshrink (1.60 against 1.78) and tanhshrink'
-    (1.70 against 1.83), which take them too: one rule per CPU."""
+    A split whose near part is a formula, or whose far part is a chain of passes, serves
+    every dtype on every CPU; one with a table and a far part in one piece, float32 where
+    the tables exist (AVX-512). Elsewhere the formula takes the plain stages: tanh, tanh'
+    without a table (tanh' 0.82 against 0.75 ns an element in cache, float32 compiled for a
+    Zen 3). The passes: faster with AVX2's 16 vector registers, and for float64 on a Zen 4
+    and an Intel Emerald Rapids (in cache, ns an element, plain against passes: Zen 4
+    softplus 3.14 against 1.83, log-sigmoid 2.62 against 1.72, mish' 2.21 against 1.84,
+    silu' 1.66 against 1.38; Emerald Rapids 3.29 against 2.06, 2.67 against 1.90, 2.11
+    against 1.76, 1.59 against 1.44) but for gelu (Zen 4 2.73 against 2.92, Emerald Rapids
+    3.24 against 3.28), gelu' (3.71 against 3.92, 3.75 against 4.00), tanhshrink (1.60
+    against 1.78, 1.60 against 1.76) and tanhshrink' (1.70 against 1.83, 1.56 against
+    1.74), which take them too: one rule. (On Intel float64 took the plain stages until the
+    passes' loops were vectorized over zmm: see ``wide_vectors``.)"""
     split = getattr(fn, "split", None)
     name = fn.__name__
 
@@ -564,10 +558,8 @@ def _stages(fn):
     if split is None:
         return plain_prepare, plain_finish, _NEVER
     split_prepare, split_finish = _split_stages(fn, split)
-    if not _is_table(split.near_part):  # (a formula: the far part alone is not fn)
-        in_use = _ALWAYS
-    elif hasattr(split.far, "passes"):
-        in_use = _PASSES_SERVE
+    if not _is_table(split.near_part) or hasattr(split.far, "passes"):
+        in_use = _ALWAYS  # (a near formula: the far part alone is not fn)
     else:  # (a table that the kernels do not take: the far part is the formula)
         in_use = _TABLES_SERVE if split.near_part.avx512 else _NEVER
 
