@@ -559,7 +559,7 @@ def _stages(fn):
         return plain_prepare, plain_finish, _NEVER
     split_prepare, split_finish = _split_stages(fn, split)
     if not _is_table(split.near_part) or hasattr(split.far, "passes"):
-        in_use = _ALWAYS  # (a near formula: the far part alone is not fn)
+        in_use = _ALWAYS  # (with a near formula the plain stages, the far part alone, are not fn)
     else:  # (a table that the kernels do not take: the far part is the formula)
         in_use = _TABLES_SERVE if split.near_part.avx512 else _NEVER
 
