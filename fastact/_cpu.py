@@ -501,6 +501,7 @@ def _predicate(test, name: str):
 _TABLES_SERVE = _predicate(_tables_serve, "tables_serve")
 _NEVER = _predicate(lambda ty: False, "no_split")
 _ALWAYS = _predicate(lambda ty: True, "always_split")
+_AVX2_PASSES_SERVE = _predicate(lambda ty: not vm._AVX512 or _tables_serve(ty), "avx2_passes")
 
 
 @functools.cache
@@ -521,9 +522,10 @@ def _stages(fn):
     from 1.65x to 1.08x.
 
     A split whose near part is a formula, or whose far part is a chain of passes, serves
-    every dtype on every CPU; one with a table and a far part in one piece, float32 where
-    the tables exist (AVX-512). Elsewhere the formula takes the plain stages: tanh, tanh'
-    without a table (tanh' 0.82 against 0.75 ns an element in cache, float32 compiled for a
+    every dtype on every CPU, but a chain marked ``avx2_only`` (``_formulas.passes``) only
+    where its table does or without AVX-512; one with a table and a far part in one piece,
+    float32 where the tables exist (AVX-512). Elsewhere the formula takes the plain stages:
+    tanh' without a table (0.82 against 0.75 ns an element in cache, float32 compiled for a
     Zen 3). The passes: faster with AVX2's 16 vector registers, and for float64 on a Zen 4
     and an Intel Emerald Rapids (in cache, ns an element, plain against passes: Zen 4
     softplus 3.14 against 1.83, log-sigmoid 2.62 against 1.72, mish' 2.21 against 1.84,
@@ -531,8 +533,8 @@ def _stages(fn):
     against 1.76, 1.59 against 1.44) but for gelu (Zen 4 2.73 against 2.92, Emerald Rapids
     3.24 against 3.28), gelu' (3.71 against 3.92, 3.75 against 4.00), tanhshrink (1.60
     against 1.78, 1.60 against 1.76) and tanhshrink' (1.70 against 1.83, 1.56 against
-    1.74), which take them too: one rule. (On Intel float64 took the plain stages until the
-    passes' loops were vectorized over zmm: see ``wide_vectors``.)"""
+    1.74), the four marked ``avx2_only``. (On Intel float64 took the plain stages for every
+    formula until the passes' loops were vectorized over zmm: see ``wide_vectors``.)"""
     split = getattr(fn, "split", None)
     name = fn.__name__
 
@@ -558,8 +560,10 @@ def _stages(fn):
     if split is None:
         return plain_prepare, plain_finish, _NEVER
     split_prepare, split_finish = _split_stages(fn, split)
-    if not _is_table(split.near_part) or hasattr(split.far, "passes"):
+    if not _is_table(split.near_part):
         in_use = _ALWAYS  # (with a near formula the plain stages, the far part alone, are not fn)
+    elif hasattr(split.far, "passes"):
+        in_use = _AVX2_PASSES_SERVE if split.far.passes_avx2_only else _ALWAYS
     else:  # (a table that the kernels do not take: the far part is the formula)
         in_use = _TABLES_SERVE if split.near_part.avx512 else _NEVER
 

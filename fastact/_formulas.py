@@ -59,7 +59,7 @@ class Split(NamedTuple):
     near: object = None
 
 
-def passes(*chain):
+def passes(*chain, avx2_only: bool = False):
     """Decorator: marks a far function computed as the chain v_1 = chain[0](x, *p), v_i =
     chain[i-1](x, v_(i-1), *p), the last v its value (its body is that composition). The
     CPU kernels run the far part of such a ``Split`` one pass at a time over a block, each
@@ -69,10 +69,14 @@ def passes(*chain):
     then log1p, 1.52 against 0.77 ns per element in cache. Each pass rounds to the dtype
     either way, so the values are the same bits unless FMA contraction fuses a product that
     ends one pass into the next one's sum (the ufunc-against-kernel test would show it).
+    ``avx2_only``: a chain that the kernels run in passes only without AVX-512, whose 32
+    registers hold it in one loop faster (float64 gelu, gelu', tanhshrink, tanhshrink' on a
+    Zen 4 and an Emerald Rapids: ``_cpu._stages``).
     (Written out, not generated: the CUDA twins need plain module-level functions.)"""
 
     def mark(fn):
         fn.passes = chain
+        fn.passes_avx2_only = avx2_only
         return fn
 
     return mark
@@ -353,7 +357,7 @@ def _times_gauss(x, q):
     return vm.xexp_neg(q, m, dm)
 
 
-@passes(_gelu_phicx, _times_gauss)
+@passes(_gelu_phicx, _times_gauss, avx2_only=True)
 @scalar
 def _gelu_far(x):
     """P = a·Φ(-a), a = |x|, from phicx and an exact e^(-a²/2), so the x < 0 tail keeps full
@@ -412,7 +416,7 @@ def _gelu_grad_near_or(x, U):
     return U
 
 
-@passes(_gelu_grad_phicx, _times_gauss, _gelu_grad_near_or)
+@passes(_gelu_grad_phicx, _times_gauss, _gelu_grad_near_or, avx2_only=True)
 @scalar
 def _gelu_grad_far(x):
     """U = Φ(-a) - a·φ(a), a = |x| (Φ(x) + xφ(x) is U for x < 0 and 1 - U for x >= 0): from
@@ -938,7 +942,7 @@ def _xmtanh_from(x, s):
     return vm.xmtanh_from(x, s)
 
 
-@passes(_xmtanh_near0, _xmtanh_from)
+@passes(_xmtanh_near0, _xmtanh_from, avx2_only=True)
 @scalar
 def _tanhshrink_far(x):
     """x - tanh x (vm.xmtanh), its polynomial branch and its exp branch a pass each:
@@ -978,7 +982,7 @@ def _tanh_sq_from(x, s):
     return vm.tanh_sq_from(x, s)
 
 
-@passes(_tanh_near0, _tanh_sq_from)
+@passes(_tanh_near0, _tanh_sq_from, avx2_only=True)
 @scalar
 def _tanhshrink_grad_far(x):
     """tanh²x (vm.tanh_sq: its tanh is good enough to square; (m/(m+2))², m = e^(2|x|) - 1,
