@@ -28,6 +28,7 @@ from numba.core import cgutils
 from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.extending import intrinsic, overload
 
+from . import _piecewise
 from . import _vmath as vm
 
 _OPTIONS = {"error_model": "numpy", "fastmath": {"contract"}, "nogil": True}
@@ -594,23 +595,22 @@ def _stages(fn):
 
 def _split_stages(fn, split):
     """``(prepare, finish)`` of the split stages of ``fn`` (``_stages``)."""
-    from . import _piecewise
     name = fn.__name__
     finish, arg, near = split.finish, split.arg, split.near or vm.near
     part = split.near_part
     if not _is_table(part):
-        table = _formula_block(part, name)
+        near_block = _formula_block(part, name)
     elif part.avx512:
-        table = _piecewise.block_eval(part, BLOCK)
+        near_block = _piecewise.block_eval(part, BLOCK)
     else:  # without AVX-512 no element is ever near: the table's loop is never run, and not
         # compiled either (its scalar lookups took 0.8-1.4 s per formula and process)
-        table = _no_table
+        near_block = _no_table
     far = _far_block(split.far, near, name)
 
     def from_u(u, x, P, some, every, *p):
         vm._inline_me()
         if some:
-            table(u, P)
+            near_block(u, P)
         if not every:
             far(u, x, P, *p)
 
@@ -662,7 +662,6 @@ def _no_table(u, P):
 
 def _is_table(part) -> bool:
     """Whether the near part of a ``Split`` is a table (else a scalar formula)."""
-    from . import _piecewise
     return isinstance(part, _piecewise.Table)
 
 

@@ -234,7 +234,7 @@ def _split_formulas(dtype):
                 split = getattr(fn, "split", None)
                 if split is None:
                     continue
-                tabled = isinstance(split.near_part, _piecewise.Table)
+                tabled = _cpu._is_table(split.near_part)
                 if dtype == np.float64 and tabled and not hasattr(split.far, "passes"):
                     continue  # (no table: one scalar function, as the ufunc's)
                 yield f"{act.name}[{choice}] {kind}", fn, params
